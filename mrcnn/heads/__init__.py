@@ -1,0 +1,1 @@
+"""Network heads: the region proposal network and the box classifier / mask heads."""

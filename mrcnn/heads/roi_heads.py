@@ -1,0 +1,56 @@
+"""The second stage: the box classifier/regressor head and the mask head (FPN versions).
+
+Axes: N images, R ROIs per image, C classes including background.
+"""
+
+from keras import layers
+
+from mrcnn.layers.norm import BatchNorm
+from mrcnn.layers.roi_align import PyramidROIAlign
+from mrcnn.layers.roi_axis import MergeRoiAxis, SplitRoiAxis
+
+
+def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
+                         train_bn=False, fc_layers_size=1024):
+    """Classify each ROI and regress a box per class.
+
+    rois: [N, R, 4] normalized. feature_maps: [P2, P3, P4, P5]. image_meta: [N, META].
+    Returns: mrcnn_class_logits [N, R, C], mrcnn_class (softmax) [N, R, C],
+    mrcnn_bbox [N, R, C, 4] deltas divided by BBOX_STD_DEV.
+    """
+    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_classifier")(
+        [rois, image_meta] + list(feature_maps))
+    x = MergeRoiAxis(name="classifier_merge_rois")(x)
+    # A pool_size x pool_size 'valid' convolution is a fully connected layer on the ROI.
+    x = layers.Conv2D(fc_layers_size, pool_size, padding="valid", name="mrcnn_class_conv1")(x)
+    x = BatchNorm(train_bn=train_bn, name="mrcnn_class_bn1")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Conv2D(fc_layers_size, 1, name="mrcnn_class_conv2")(x)
+    x = BatchNorm(train_bn=train_bn, name="mrcnn_class_bn2")(x)
+    x = layers.Activation("relu")(x)
+    shared = SplitRoiAxis(squeeze=True, name="pool_squeeze")([x, rois])
+    logits = layers.Dense(num_classes, name="mrcnn_class_logits")(shared)
+    probs = layers.Activation("softmax", name="mrcnn_class", dtype="float32")(logits)
+    x = layers.Dense(num_classes * 4, name="mrcnn_bbox_fc")(shared)
+    bbox = layers.Reshape((-1, num_classes, 4), name="mrcnn_bbox")(x)
+    return logits, probs, bbox
+
+
+def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
+                         train_bn=False, conv_channels=256):
+    """Predict a mask per ROI and class.
+
+    rois: [N, R, 4] normalized. Returns mrcnn_mask [N, R, 2 * pool_size, 2 * pool_size, C]
+    probabilities (sigmoid).
+    """
+    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_mask")(
+        [rois, image_meta] + list(feature_maps))
+    x = MergeRoiAxis(name="mask_merge_rois")(x)
+    for i in range(1, 5):
+        x = layers.Conv2D(conv_channels, 3, padding="same", name="mrcnn_mask_conv%d" % i)(x)
+        x = BatchNorm(train_bn=train_bn, name="mrcnn_mask_bn%d" % i)(x)
+        x = layers.Activation("relu")(x)
+    x = layers.Conv2DTranspose(conv_channels, 2, strides=2, activation="relu",
+                               name="mrcnn_mask_deconv")(x)
+    x = layers.Conv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask", dtype="float32")(x)
+    return SplitRoiAxis(name="mrcnn_mask_rois")([x, rois])

@@ -1,0 +1,1 @@
+"""Custom Keras layers of the Mask R-CNN graph. Each wraps pure functions that tests call directly."""

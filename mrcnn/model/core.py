@@ -1,0 +1,323 @@
+"""The ``MaskRCNN`` facade: Matterport's class, on a Keras 3 model.
+
+Only this module and ``mrcnn.model.graph`` read Config. Inference runs through one compiled
+``tf.function`` per model (traced once per molded image shape and batch size), so repeated
+``detect`` calls neither retrace nor grow memory.
+"""
+
+import datetime
+import logging
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from mrcnn import anchors as anchors_lib
+from mrcnn.image import mold_image, resize_image, to_rgb_uint8, unmold_mask
+from mrcnn.meta import compose_image_meta
+from mrcnn.model.graph import INFERENCE_OUTPUTS, build_graph
+from mrcnn.ops.boxes_np import denorm_boxes, norm_boxes
+from mrcnn import weights as weights_io
+
+logger = logging.getLogger("mrcnn")
+
+# Layers whose shapes depend on NUM_CLASSES; exclude them to fine-tune COCO weights on new classes.
+CLASS_SPECIFIC_LAYERS = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask")
+
+_CHECKPOINT_RE = re.compile(
+    r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask_rcnn_[\w-]+(\d{4})\.h5$")
+
+
+class MaskRCNN:
+    """Mask R-CNN with Matterport's API.
+
+    mode: "training" or "inference". config: a ``mrcnn.config.Config``. model_dir: where
+    training logs and checkpoints go (``model_dir/<name><timestamp>/``).
+    ``keras_model`` is the underlying ``keras.Model``.
+    """
+
+    def __init__(self, mode, config, model_dir):
+        if mode not in ("training", "inference"):
+            raise ValueError("mode must be 'training' or 'inference', got %r" % (mode,))
+        config.validate()
+        self.mode = mode
+        self.config = config
+        self.model_dir = os.fspath(model_dir)
+        self.epoch = 0
+        self._anchor_cache = {}
+        self._predict_fn = None
+        self.set_log_dir()
+        self.strategy = self._make_strategy() if mode == "training" else None
+        if self.strategy is not None:
+            with self.strategy.scope():
+                self.keras_model = self.build(mode, config)
+        else:
+            self.keras_model = self.build(mode, config)
+
+    # ------------------------------------------------------------------ building
+    def build(self, mode, config):
+        """Build the Keras model of ``mode`` (Matterport's method name)."""
+        inputs, outputs = build_graph(mode, config)
+        if mode == "training":
+            from mrcnn.training.trainer import MaskRCNNTrainer
+            return MaskRCNNTrainer(config, inputs=inputs, outputs=outputs, name="mask_rcnn")
+        return keras.Model(inputs=inputs, outputs=outputs, name="mask_rcnn")
+
+    def _make_strategy(self):
+        """MirroredStrategy over the visible GPUs when GPU_COUNT > 1, else None (default)."""
+        if self.config.GPU_COUNT <= 1:
+            return None
+        gpus = tf.config.list_logical_devices("GPU")
+        if len(gpus) < self.config.GPU_COUNT:
+            raise ValueError("GPU_COUNT=%d but only %d GPU(s) are visible; lower GPU_COUNT"
+                             % (self.config.GPU_COUNT, len(gpus)))
+        devices = [d.name for d in gpus[:self.config.GPU_COUNT]]
+        return tf.distribute.MirroredStrategy(devices)
+
+    # ------------------------------------------------------------------ logs and checkpoints
+    def set_log_dir(self, model_path=None):
+        """Set ``log_dir``, ``checkpoint_path`` and ``epoch``.
+
+        With ``model_path`` a checkpoint of ours (``.../<name>YYYYMMDDTHHMM/mask_rcnn_<name>_NNNN.h5``)
+        training continues in that directory from epoch NNNN.
+        """
+        self.epoch = 0
+        now = datetime.datetime.now()
+        if model_path:
+            m = _CHECKPOINT_RE.match(os.fspath(model_path).replace("\\", "/"))
+            if m:
+                now = datetime.datetime(*[int(g) for g in m.groups()[:5]])
+                self.epoch = int(m.group(6))
+        name = (self.config.NAME or "mrcnn").lower()
+        self.log_dir = os.path.join(self.model_dir, "{}{:%Y%m%dT%H%M}".format(name, now))
+        self.checkpoint_path = os.path.join(
+            self.log_dir, "mask_rcnn_{}_*epoch*.h5".format(name)).replace("*epoch*", "{epoch:04d}")
+
+    def find_last(self):
+        """Path of the last checkpoint of the latest training run of this config's NAME.
+
+        Raises FileNotFoundError (naming the directory searched) when there is none.
+        """
+        name = (self.config.NAME or "mrcnn").lower()
+        dirs = sorted(d for d in (os.listdir(self.model_dir) if os.path.isdir(self.model_dir)
+                                  else []) if d.startswith(name)
+                      and os.path.isdir(os.path.join(self.model_dir, d)))
+        for d in reversed(dirs):
+            run_dir = os.path.join(self.model_dir, d)
+            checkpoints = sorted(f for f in os.listdir(run_dir)
+                                 if f.startswith("mask_rcnn") and f.endswith(".h5")
+                                 and not f.endswith("_best.h5"))
+            if checkpoints:
+                return os.path.join(run_dir, checkpoints[-1])
+        raise FileNotFoundError(
+            "Could not find a checkpoint of %r in %s: train first, or pass a weights file"
+            % (name, os.path.abspath(self.model_dir)))
+
+    def find_best(self):
+        """Path of the best checkpoint (lowest validation loss) of the latest run, if marked."""
+        last = self.find_last()
+        run_dir = os.path.dirname(last)
+        best = [f for f in os.listdir(run_dir) if f.endswith("_best.h5")]
+        if not best:
+            raise FileNotFoundError("No best checkpoint marked in %s" % run_dir)
+        return os.path.join(run_dir, sorted(best)[-1])
+
+    # ------------------------------------------------------------------ weights
+    def load_weights(self, filepath, by_name=False, exclude=None):
+        """Load weights from a Matterport-format HDF5 file (COCO weights, old checkpoints, ours).
+
+        exclude: layer names to skip, e.g. ``CLASS_SPECIFIC_LAYERS`` when NUM_CLASSES differs.
+        Returns the loader's report (loaded / skipped / missing layers).
+        """
+        report = weights_io.load_weights_h5(self.keras_model, filepath, by_name=by_name,
+                                            exclude=exclude)
+        self.set_log_dir(filepath)
+        self._predict_fn = None
+        return report
+
+    def save_weights(self, filepath, **attrs):
+        """Save all weights atomically in the Keras 2 HDF5 layout that ``load_weights`` reads."""
+        weights_io.save_weights_h5(self.keras_model, filepath, attrs=attrs or None)
+
+    def get_imagenet_weights(self):
+        """Download (once, cached) the ImageNet ResNet-50 weights and return their path."""
+        from mrcnn.download import download_imagenet_weights
+        return download_imagenet_weights()
+
+    def get_trainable_layers(self):
+        """Layers that hold weights (nested models expanded), as (name, layer) pairs."""
+        return list(weights_io.weighted_layers(self.keras_model))
+
+    def find_trainable_layer(self, layer):
+        """Matterport unwrapped TimeDistributed layers here; ours are plain layers."""
+        return getattr(layer, "layer", layer)
+
+    # ------------------------------------------------------------------ inference
+    def get_anchors(self, image_shape):
+        """Normalized anchors [A, 4] for a molded image shape (cached per shape)."""
+        return anchors_lib.get_anchors(self.config, tuple(image_shape))
+
+    def mold_inputs(self, images):
+        """Resize and normalize a list of images.
+
+        images: list of [H, W, C] arrays (grayscale, RGBA and 16-bit are converted to RGB uint8).
+        Returns molded_images [N, h, w, 3] float32, image_metas [N, META] float32,
+        windows [N, 4] int32 (y1, x1, y2, x2) of the image inside the padding, in molded pixels.
+        """
+        molded, metas, windows = [], [], []
+        c = self.config
+        for image in images:
+            image = to_rgb_uint8(image) if c.IMAGE_CHANNEL_COUNT == 3 else image
+            m, window, scale, _, _ = resize_image(image, min_dim=c.IMAGE_MIN_DIM,
+                                                  min_scale=c.IMAGE_MIN_SCALE,
+                                                  max_dim=c.IMAGE_MAX_DIM,
+                                                  mode=c.IMAGE_RESIZE_MODE)
+            molded.append(mold_image(m, c))
+            metas.append(compose_image_meta(0, image.shape, m.shape, window, scale,
+                                            np.zeros([c.NUM_CLASSES], dtype=np.int32)))
+            windows.append(window)
+        return np.stack(molded), np.stack(metas), np.array(windows, dtype=np.int32)
+
+    def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape,
+                          window):
+        """Detections of one image in original-image pixels.
+
+        detections: [D, 6] (y1, x1, y2, x2 normalized to the molded image, class_id, score);
+        mrcnn_mask: [D, mh, mw, C]; window: (y1, x1, y2, x2) molded pixels.
+        Returns boxes [n, 4] int32, class_ids [n] int32, scores [n] float32,
+        masks [H, W, n] bool at the original size.
+        """
+        n = int(np.count_nonzero(detections[:, 4] > 0))
+        boxes = detections[:n, :4]
+        class_ids = detections[:n, 4].astype(np.int32)
+        scores = detections[:n, 5].astype(np.float32)
+        masks = mrcnn_mask[np.arange(n), :, :, class_ids]
+        # Boxes are normalized to the padded image: re-express them relative to the window.
+        wy1, wx1, wy2, wx2 = norm_boxes(np.asarray(window, np.float32)[None],
+                                        image_shape[:2])[0]
+        shift = np.array([wy1, wx1, wy1, wx1], np.float32)
+        scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1], np.float32)
+        boxes = denorm_boxes((boxes - shift) / scale, original_image_shape[:2])
+        keep = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0
+        boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
+        h, w = original_image_shape[:2]
+        full = np.zeros((h, w, len(boxes)), dtype=bool)
+        for i in range(len(boxes)):
+            full[..., i] = unmold_mask(masks[i], boxes[i], original_image_shape)
+        return boxes.astype(np.int32), class_ids, scores, full
+
+    def _predict(self, molded_images, image_metas):
+        if self._predict_fn is None:
+            model = self.keras_model
+            if self.mode != "inference":
+                raise RuntimeError("detect() needs a model built with mode='inference'")
+
+            @tf.function(reduce_retracing=True)
+            def predict(images, metas):
+                out = model({"input_image": images, "input_image_meta": metas}, training=False)
+                return out["mrcnn_detection"], out["mrcnn_mask"]
+
+            self._predict_fn = predict
+        detections, masks = self._predict_fn(tf.convert_to_tensor(molded_images, tf.float32),
+                                              tf.convert_to_tensor(image_metas, tf.float32))
+        return detections.numpy(), masks.numpy()
+
+    def detect(self, images, verbose=0):
+        """Detect instances in a list of images.
+
+        images: list of [H, W, C] images of any size (RGB, grayscale, RGBA, 8 or 16 bit).
+        Returns one dict per image: rois [n, 4] int32 (y1, x1, y2, x2 original pixels),
+        class_ids [n] int32, scores [n] float32, masks [H, W, n] bool.
+        Images are run in batches of BATCH_SIZE; images that mold to different shapes (resize
+        modes other than "square") are run separately.
+        """
+        if self.mode != "inference":
+            raise RuntimeError("detect() needs a model built with mode='inference'")
+        if isinstance(images, np.ndarray) and images.ndim in (2, 3):
+            raise TypeError("detect() takes a list of images; wrap a single image as [image]")
+        images = [np.asarray(im) for im in images]
+        if verbose:
+            logger.info("Processing %d images", len(images))
+        results = [None] * len(images)
+        molded, metas, windows = self.mold_inputs(images)
+        batch = max(1, int(self.config.BATCH_SIZE))
+        groups = {}
+        for i, m in enumerate(molded):
+            groups.setdefault(m.shape, []).append(i)
+        for idx in groups.values():
+            for start in range(0, len(idx), batch):
+                chunk = idx[start:start + batch]
+                detections, masks = self._predict(np.stack([molded[i] for i in chunk]),
+                                                  metas[chunk])
+                for j, i in enumerate(chunk):
+                    rois, class_ids, scores, full = self.unmold_detections(
+                        detections[j], masks[j], images[i].shape, molded[i].shape, windows[i])
+                    results[i] = {"rois": rois, "class_ids": class_ids, "scores": scores,
+                                  "masks": full}
+        return results
+
+    def detect_molded(self, molded_images, image_metas, verbose=0):
+        """Detect on images already molded (as ``load_image_gt`` + ``mold_image`` give them).
+
+        Returns dicts as ``detect``, in the coordinates of the original images the metas describe.
+        """
+        from mrcnn.meta import parse_image_meta
+        meta = parse_image_meta(np.asarray(image_metas))
+        detections, masks = self._predict(np.asarray(molded_images, np.float32),
+                                          np.asarray(image_metas, np.float32))
+        results = []
+        for j in range(len(molded_images)):
+            original_shape = tuple(int(v) for v in meta["original_image_shape"][j])
+            rois, class_ids, scores, full = self.unmold_detections(
+                detections[j], masks[j], original_shape, molded_images[j].shape,
+                meta["window"][j])
+            results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
+                            "masks": full})
+        return results
+
+    def run_graph(self, images, outputs, image_metas=None):
+        """Run the graph and return named intermediate tensors for inspection.
+
+        outputs: list of (name, layer name or Keras tensor) pairs, as in Matterport's notebooks,
+        e.g. ``[("proposals", "ROI"), ("p2", "fpn_p2")]``.
+        Returns an OrderedDict name -> NumPy array.
+        """
+        import collections
+        tensors = []
+        for _, spec in outputs:
+            if isinstance(spec, str):
+                layer = self.keras_model.get_layer(spec)
+                tensors.append(layer.output)
+            else:
+                tensors.append(spec)
+        probe = keras.Model(self.keras_model.inputs, tensors)
+        molded, metas, _ = self.mold_inputs(images)
+        if image_metas is not None:
+            metas = image_metas
+        values = probe({"input_image": molded, "input_image_meta": metas}, training=False)
+        if not isinstance(values, (list, tuple)):
+            values = [values]
+        return collections.OrderedDict(
+            (name, np.asarray(v)) for (name, _), v in zip(outputs, values))
+
+    # ------------------------------------------------------------------ training
+    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
+              augmentation=None, custom_callbacks=None, no_augmentation_sources=None):
+        """Train until epoch ``epochs`` (counted from the start, Matterport's meaning).
+
+        layers: "heads", "3+", "4+", "5+", "all" or a regular expression over layer names.
+        See ``mrcnn.training.trainer.train`` for the details.
+        """
+        if self.mode != "training":
+            raise RuntimeError("train() needs a model built with mode='training'")
+        from mrcnn.training.trainer import train
+        return train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
+                     augmentation=augmentation, custom_callbacks=custom_callbacks,
+                     no_augmentation_sources=no_augmentation_sources)
+
+    def set_trainable(self, layer_regex, verbose=0):
+        """Make layers whose names fully match ``layer_regex`` trainable and freeze the rest."""
+        from mrcnn.training.trainer import set_trainable
+        return set_trainable(self.keras_model, layer_regex, verbose=verbose)

@@ -1,0 +1,106 @@
+"""Box operations in TensorFlow: the one codec shared by targets and decoding.
+
+Boxes are ``[..., (y1, x1, y2, x2)]`` float32. Unless a function says otherwise they are
+*normalized*: divided by ``(h - 1, w - 1)`` after shifting the far corner by one pixel (Matterport's
+convention, see ``mrcnn.ops.boxes_np.norm_boxes``). Deltas are ``[..., (dy, dx, log(dh), log(dw))]``
+divided by a standard deviation vector ``std_dev`` of 4 values, so the network predicts
+unit-variance targets. ``mrcnn.ops.boxes_np`` holds the NumPy twin, tested against this module.
+"""
+
+import tensorflow as tf
+
+
+def encode_boxes(boxes, gt_boxes, std_dev):
+    """Deltas that move ``boxes`` onto ``gt_boxes``, divided by ``std_dev``.
+
+    boxes, gt_boxes: [..., 4] float32, the same coordinate frame (pixels or normalized).
+    std_dev: [4] float.
+    Returns: [..., 4] float32 deltas (dy, dx, log(dh), log(dw)) / std_dev.
+    """
+    boxes = tf.cast(boxes, tf.float32)
+    gt_boxes = tf.cast(gt_boxes, tf.float32)
+    h = boxes[..., 2] - boxes[..., 0]
+    w = boxes[..., 3] - boxes[..., 1]
+    cy = boxes[..., 0] + 0.5 * h
+    cx = boxes[..., 1] + 0.5 * w
+    gh = gt_boxes[..., 2] - gt_boxes[..., 0]
+    gw = gt_boxes[..., 3] - gt_boxes[..., 1]
+    gcy = gt_boxes[..., 0] + 0.5 * gh
+    gcx = gt_boxes[..., 1] + 0.5 * gw
+    deltas = tf.stack([(gcy - cy) / h, (gcx - cx) / w,
+                       tf.math.log(gh / h), tf.math.log(gw / w)], axis=-1)
+    return deltas / tf.constant(std_dev, tf.float32)
+
+
+def decode_boxes(boxes, deltas, std_dev):
+    """Apply ``deltas * std_dev`` to ``boxes`` (the inverse of ``encode_boxes``).
+
+    boxes: [..., 4] float32; deltas: [..., 4] float32 (as predicted); std_dev: [4] float.
+    Returns: [..., 4] float32 boxes in the frame of ``boxes``.
+    """
+    boxes = tf.cast(boxes, tf.float32)
+    deltas = tf.cast(deltas, tf.float32) * tf.constant(std_dev, tf.float32)
+    h = boxes[..., 2] - boxes[..., 0]
+    w = boxes[..., 3] - boxes[..., 1]
+    cy = boxes[..., 0] + 0.5 * h + deltas[..., 0] * h
+    cx = boxes[..., 1] + 0.5 * w + deltas[..., 1] * w
+    h = h * tf.exp(deltas[..., 2])
+    w = w * tf.exp(deltas[..., 3])
+    y1 = cy - 0.5 * h
+    x1 = cx - 0.5 * w
+    return tf.stack([y1, x1, y1 + h, x1 + w], axis=-1)
+
+
+def clip_boxes(boxes, window):
+    """Clip ``boxes`` [..., 4] to ``window`` (y1, x1, y2, x2), broadcastable to boxes."""
+    window = tf.cast(window, boxes.dtype)
+    wy1, wx1, wy2, wx2 = tf.unstack(window, axis=-1)
+    y1, x1, y2, x2 = tf.unstack(boxes, axis=-1)
+    # Expand window components so a per-image window [N, 4] broadcasts over [N, R, 4] boxes.
+    if boxes.shape.rank is not None and window.shape.rank is not None:
+        for _ in range(boxes.shape.rank - window.shape.rank):
+            wy1, wx1, wy2, wx2 = [tf.expand_dims(t, -1) for t in (wy1, wx1, wy2, wx2)]
+    y1 = tf.clip_by_value(y1, wy1, wy2)
+    x1 = tf.clip_by_value(x1, wx1, wx2)
+    y2 = tf.clip_by_value(y2, wy1, wy2)
+    x2 = tf.clip_by_value(x2, wx1, wx2)
+    return tf.stack([y1, x1, y2, x2], axis=-1)
+
+
+def box_iou(boxes1, boxes2):
+    """IoU of every pair: boxes1 [N, 4], boxes2 [M, 4] -> [N, M] float32 in [0, 1]."""
+    b1 = tf.cast(boxes1, tf.float32)[:, None, :]
+    b2 = tf.cast(boxes2, tf.float32)[None, :, :]
+    y1 = tf.maximum(b1[..., 0], b2[..., 0])
+    x1 = tf.maximum(b1[..., 1], b2[..., 1])
+    y2 = tf.minimum(b1[..., 2], b2[..., 2])
+    x2 = tf.minimum(b1[..., 3], b2[..., 3])
+    inter = tf.maximum(y2 - y1, 0.0) * tf.maximum(x2 - x1, 0.0)
+    area1 = (b1[..., 2] - b1[..., 0]) * (b1[..., 3] - b1[..., 1])
+    area2 = (b2[..., 2] - b2[..., 0]) * (b2[..., 3] - b2[..., 1])
+    union = area1 + area2 - inter
+    return tf.math.divide_no_nan(inter, union)
+
+
+def norm_boxes_tf(boxes, shape):
+    """Pixel boxes [..., 4] -> normalized, for an image of ``shape`` (h, w) (tensor or tuple)."""
+    h = tf.cast(shape[0], tf.float32)
+    w = tf.cast(shape[1], tf.float32)
+    scale = tf.stack([h, w, h, w]) - 1.0
+    shift = tf.constant([0.0, 0.0, 1.0, 1.0])
+    return (tf.cast(boxes, tf.float32) - shift) / scale
+
+
+def denorm_boxes_tf(boxes, shape):
+    """Normalized boxes [..., 4] -> pixel boxes (int32), for an image of ``shape`` (h, w)."""
+    h = tf.cast(shape[0], tf.float32)
+    w = tf.cast(shape[1], tf.float32)
+    scale = tf.stack([h, w, h, w]) - 1.0
+    shift = tf.constant([0.0, 0.0, 1.0, 1.0])
+    return tf.cast(tf.round(tf.cast(boxes, tf.float32) * scale + shift), tf.int32)
+
+
+def trim_zero_rows(boxes, name="trim_zeros"):
+    """Drop all-zero rows (padding) of ``boxes`` [N, 4]; returns (boxes [M, 4], bool mask [N])."""
+    non_zeros = tf.cast(tf.reduce_sum(tf.abs(boxes), axis=1), tf.bool)
+    return tf.boolean_mask(boxes, non_zeros, name=name), non_zeros

@@ -1,0 +1,228 @@
+"""Training through ``keras.Model.fit``: the train/test steps, layer freezing, checkpoints.
+
+``MaskRCNNTrainer`` is the training-mode functional model with a custom ``train_step``, so
+``tf.distribute`` strategies and mixed precision work as for any Keras model.
+"""
+
+import json
+import logging
+import os
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mrcnn.training.losses import LOSS_NAMES, compute_losses, weight_decay_loss
+
+logger = logging.getLogger("mrcnn")
+
+# Matterport's shortcuts for ``train(layers=...)``.
+LAYER_REGEX = {
+    "heads": r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "3+": r"(res3.*)|(bn3.*)|(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "4+": r"(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "5+": r"(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "all": ".*",
+}
+
+
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to ``learning_rate`` over ``warmup_steps``, then constant."""
+
+    def __init__(self, learning_rate, warmup_steps):
+        self.learning_rate = float(learning_rate)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32) + 1.0
+        return self.learning_rate * tf.minimum(1.0, step / float(max(self.warmup_steps, 1)))
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
+
+
+class MaskRCNNTrainer(keras.Model):
+    """Training-mode Mask R-CNN: a functional model whose steps compute the five losses.
+
+    Inputs and outputs are the dicts of ``mrcnn.model.graph.build_graph("training", ...)``.
+    Metrics reported per epoch: ``loss`` (weighted sum plus weight decay) and each loss by name
+    (``val_`` prefixed on validation data).
+    """
+
+    def __init__(self, config, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mrcnn_config = config
+        self.loss_weights = {name: float(config.LOSS_WEIGHTS.get(name, 1.0))
+                             for name in LOSS_NAMES}
+        self.weight_decay = float(config.WEIGHT_DECAY)
+        self.trackers = {name: keras.metrics.Mean(name=name)
+                         for name in ("loss",) + LOSS_NAMES}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def _losses(self, x, training):
+        outputs = self(x, training=training)
+        # meta layout: id, original shape (3), image shape (3), window (4), scale, active ids.
+        active = x["input_image_meta"][:, 12:]
+        losses = compute_losses(x, outputs, active)
+        total = tf.add_n([self.loss_weights[k] * v for k, v in losses.items()])
+        total += weight_decay_loss(self.trainable_weights, self.weight_decay)
+        return total, losses
+
+    def _update(self, total, losses):
+        self.trackers["loss"].update_state(total)
+        for name, value in losses.items():
+            self.trackers[name].update_state(value)
+        return {name: t.result() for name, t in self.trackers.items()}
+
+    def train_step(self, data):
+        x = data[0] if isinstance(data, tuple) else data
+        with tf.GradientTape() as tape:
+            total, losses = self._losses(x, training=True)
+            # Gradients are summed over replicas, so each replica contributes its share.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = total / replicas
+            if hasattr(self.optimizer, "scale_loss"):
+                scaled = self.optimizer.scale_loss(scaled)
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+        self.optimizer.apply_gradients(pairs)
+        return self._update(total, losses)
+
+    def test_step(self, data):
+        x = data[0] if isinstance(data, tuple) else data
+        total, losses = self._losses(x, training=False)
+        return self._update(total, losses)
+
+
+def set_trainable(keras_model, layer_regex, verbose=0):
+    """Train layers whose names fully match ``layer_regex``; freeze every other weighted layer.
+
+    Frozen BatchNorm layers also stop updating their statistics (Keras runs a non-trainable
+    BatchNormalization in inference mode). Nested models (``rpn_model``) are entered.
+    Returns the names of the trainable layers.
+    """
+    trainable = []
+    for layer in keras_model.layers:
+        if isinstance(layer, keras.Model):
+            trainable += set_trainable(layer, layer_regex, verbose)
+            continue
+        if not layer.weights:
+            continue
+        on = bool(re.fullmatch(layer_regex, layer.name))
+        layer.trainable = on
+        if on:
+            trainable.append(layer.name)
+        if verbose:
+            logger.info("%-30s %s", layer.name, "trainable" if on else "frozen")
+    return trainable
+
+
+class CheckpointCallback(keras.callbacks.Callback):
+    """After each epoch write ``mask_rcnn_<name>_<epoch>.h5`` atomically and mark the best.
+
+    The best checkpoint by ``val_loss`` (``loss`` without validation data) over the whole run
+    directory is recorded in ``best.json`` and hard-linked as ``mask_rcnn_<name>_best.h5``.
+    """
+
+    def __init__(self, maskrcnn):
+        super().__init__()
+        self.maskrcnn = maskrcnn
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        mr = self.maskrcnn
+        path = mr.checkpoint_path.format(epoch=epoch + 1)
+        mr.save_weights(path, epoch=epoch + 1)
+        mr.epoch = epoch + 1
+        metric = "val_loss" if "val_loss" in logs else "loss"
+        value = float(logs.get(metric, np.nan))
+        best_file = os.path.join(mr.log_dir, "best.json")
+        best = None
+        if os.path.exists(best_file):
+            with open(best_file) as f:
+                best = json.load(f)
+        if np.isfinite(value) and (best is None or value < best["value"]):
+            best_path = path[:-len("_%04d.h5" % (epoch + 1))] + "_best.h5"
+            tmp = best_path + ".tmp"
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            try:
+                os.link(path, tmp)
+            except OSError:
+                import shutil
+                shutil.copyfile(path, tmp)
+            os.replace(tmp, best_path)
+            record = {"checkpoint": os.path.basename(path), "epoch": epoch + 1,
+                      "metric": metric, "value": value}
+            with open(best_file + ".tmp", "w") as f:
+                json.dump(record, f, indent=2)
+            os.replace(best_file + ".tmp", best_file)
+
+
+def _optimizer(config, learning_rate):
+    lr = (WarmupSchedule(learning_rate, config.WARMUP_STEPS)
+          if getattr(config, "WARMUP_STEPS", 0) else learning_rate)
+    clip = config.GRADIENT_CLIP_NORM
+    return keras.optimizers.SGD(learning_rate=lr, momentum=config.LEARNING_MOMENTUM,
+                                global_clipnorm=clip if clip else None)
+
+
+def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
+          augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
+          workers=None):
+    """Matterport's ``MaskRCNN.train``: fit from ``maskrcnn.epoch`` up to epoch ``epochs``.
+
+    layers: "heads", "3+", "4+", "5+", "all" or a regex; augmentation: albumentations transform
+    or imgaug augmenter; no_augmentation_sources: data set sources never augmented.
+    Returns the Keras History (None when ``epochs`` is not beyond the current epoch).
+    """
+    from mrcnn.training.data import MaskRCNNSequence
+
+    config = maskrcnn.config
+    model = maskrcnn.keras_model
+    if epochs <= maskrcnn.epoch:
+        logger.warning("train(): epochs=%d is not beyond the current epoch %d; nothing to do",
+                       epochs, maskrcnn.epoch)
+        return None
+    layer_regex = LAYER_REGEX.get(layers, layers)
+    workers = workers or min(4, os.cpu_count() or 1)
+    train_seq = MaskRCNNSequence(train_dataset, config, shuffle=True, augmentation=augmentation,
+                                 no_augmentation_sources=no_augmentation_sources,
+                                 steps=config.STEPS_PER_EPOCH, workers=workers)
+    val_seq = (MaskRCNNSequence(val_dataset, config, shuffle=True,
+                                steps=config.VALIDATION_STEPS, workers=workers)
+               if val_dataset is not None else None)
+    os.makedirs(maskrcnn.log_dir, exist_ok=True)
+    callbacks = [
+        keras.callbacks.TensorBoard(log_dir=maskrcnn.log_dir, histogram_freq=0,
+                                    write_graph=False),
+        keras.callbacks.CSVLogger(os.path.join(maskrcnn.log_dir, "history.csv"), append=True),
+        CheckpointCallback(maskrcnn),
+        keras.callbacks.TerminateOnNaN(),
+    ] + list(custom_callbacks or [])
+    logger.info("Starting at epoch %d, LR=%g, checkpoints in %s", maskrcnn.epoch,
+                learning_rate, maskrcnn.log_dir)
+    scope = maskrcnn.strategy.scope() if maskrcnn.strategy is not None else _null_scope()
+    with scope:
+        set_trainable(model, layer_regex)
+        model.compile(optimizer=_optimizer(config, learning_rate), jit_compile=False)
+    history = model.fit(train_seq, initial_epoch=maskrcnn.epoch, epochs=epochs,
+                        steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
+                        validation_data=val_seq,
+                        validation_steps=config.VALIDATION_STEPS if val_seq else None,
+                        verbose=1)
+    maskrcnn.epoch = max(maskrcnn.epoch, epochs)
+    return history
+
+
+class _null_scope:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -1,0 +1,66 @@
+"""Shared test fixtures: tiny configs (128 px, ResNet-18) and prebuilt models."""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from mrcnn.config import Config  # noqa: E402
+
+
+class TinyConfig(Config):
+    """A configuration small enough for CPU tests: 128x128 images, ResNet-18, narrow heads."""
+
+    NAME = "tiny"
+    BACKBONE = "resnet18"
+    GPU_COUNT = 1
+    IMAGES_PER_GPU = 2
+    NUM_CLASSES = 1 + 3
+    IMAGE_MIN_DIM = 128
+    IMAGE_MAX_DIM = 128
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    TOP_DOWN_PYRAMID_SIZE = 32
+    FPN_CLASSIF_FC_LAYERS_SIZE = 64
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 64
+    PRE_NMS_LIMIT = 600
+    POST_NMS_ROIS_TRAINING = 100
+    POST_NMS_ROIS_INFERENCE = 50
+    TRAIN_ROIS_PER_IMAGE = 32
+    MAX_GT_INSTANCES = 8
+    MINI_MASK_SHAPE = (28, 28)
+    DETECTION_MAX_INSTANCES = 10
+    STEPS_PER_EPOCH = 2
+    VALIDATION_STEPS = 1
+
+
+@pytest.fixture
+def tiny_config():
+    return TinyConfig()
+
+
+@pytest.fixture(scope="session")
+def tiny_inference_model(tmp_path_factory):
+    """One inference model shared by read-only tests (building costs a few seconds)."""
+    import keras
+    from mrcnn import model as modellib
+
+    class Cfg(TinyConfig):
+        DETECTION_MIN_CONFIDENCE = 0.0  # an untrained model must still return detections
+
+    keras.utils.set_random_seed(1)
+    return modellib.MaskRCNN("inference", Cfg(),
+                             model_dir=str(tmp_path_factory.mktemp("logs")))
+
+
+def random_boxes(rng, n, min_size=0.05):
+    """n random normalized boxes [n, 4] with positive size."""
+    y = np.sort(rng.uniform(0, 1, size=(n, 2)), axis=1)
+    x = np.sort(rng.uniform(0, 1, size=(n, 2)), axis=1)
+    y[:, 1] = np.maximum(y[:, 1], np.minimum(y[:, 0] + min_size, 1.0))
+    x[:, 1] = np.maximum(x[:, 1], np.minimum(x[:, 0] + min_size, 1.0))
+    return np.stack([y[:, 0], x[:, 0], y[:, 1], x[:, 1]], axis=1).astype(np.float32)

@@ -1,0 +1,107 @@
+"""Slow, obvious NumPy reference implementations that the TensorFlow layers are tested against."""
+
+import numpy as np
+
+
+def decode(boxes, deltas, std):
+    deltas = deltas * std
+    h = boxes[:, 2] - boxes[:, 0]
+    w = boxes[:, 3] - boxes[:, 1]
+    cy = boxes[:, 0] + 0.5 * h + deltas[:, 0] * h
+    cx = boxes[:, 1] + 0.5 * w + deltas[:, 1] * w
+    h = h * np.exp(deltas[:, 2])
+    w = w * np.exp(deltas[:, 3])
+    return np.stack([cy - 0.5 * h, cx - 0.5 * w, cy + 0.5 * h, cx + 0.5 * w], axis=1)
+
+
+def iou(a, b):
+    y1, x1 = max(a[0], b[0]), max(a[1], b[1])
+    y2, x2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(y2 - y1, 0) * max(x2 - x1, 0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def greedy_nms(boxes, scores, max_out, threshold):
+    """Indices kept by greedy NMS, highest score first (a loop, on purpose)."""
+    order = list(np.argsort(-scores, kind="stable"))
+    keep = []
+    while order and len(keep) < max_out:
+        i = order.pop(0)
+        keep.append(i)
+        order = [j for j in order if iou(boxes[i], boxes[j]) <= threshold]
+    return keep
+
+
+def proposals(probs, deltas, anchors, count, nms_threshold, pre_nms_limit, std):
+    """One image: probs [A, 2], deltas [A, 4], anchors [A, 4] -> [count, 4]."""
+    scores = probs[:, 1]
+    top = np.argsort(-scores, kind="stable")[:pre_nms_limit]
+    boxes = np.clip(decode(anchors[top], deltas[top], std), 0.0, 1.0)
+    keep = greedy_nms(boxes, scores[top], count, nms_threshold)
+    out = np.zeros((count, 4), np.float32)
+    out[:len(keep)] = boxes[keep]
+    return out
+
+
+def crop_and_resize(image, box, size):
+    """TensorFlow's crop_and_resize (bilinear, extrapolation 0) for one box: image [H, W, C]."""
+    h, w, c = image.shape
+    ch, cw = size
+    y1, x1, y2, x2 = box
+    out = np.zeros((ch, cw, c), np.float64)
+    for i in range(ch):
+        y = y1 * (h - 1) + i * (y2 - y1) * (h - 1) / (ch - 1) if ch > 1 else 0.5 * (y1 + y2) * (h - 1)
+        if y < 0 or y > h - 1:
+            continue
+        t, b = int(np.floor(y)), int(np.ceil(y))
+        ly = y - t
+        for j in range(cw):
+            x = x1 * (w - 1) + j * (x2 - x1) * (w - 1) / (cw - 1) if cw > 1 else 0.5 * (x1 + x2) * (w - 1)
+            if x < 0 or x > w - 1:
+                continue
+            left, right = int(np.floor(x)), int(np.ceil(x))
+            lx = x - left
+            top = image[t, left] + (image[t, right] - image[t, left]) * lx
+            bottom = image[b, left] + (image[b, right] - image[b, left]) * lx
+            out[i, j] = top + (bottom - top) * ly
+    return out
+
+
+def roi_level(box, image_shape):
+    h, w = box[2] - box[0], box[3] - box[1]
+    level = np.log2(np.sqrt(h * w) / (224.0 / np.sqrt(image_shape[0] * image_shape[1])))
+    return int(min(5, max(2, 4 + np.round(level))))
+
+
+def pyramid_roi_align(boxes, feature_maps, image_shape, size):
+    """boxes [N, R, 4], feature_maps list of [N, h, w, C] for P2..P5 -> [N, R, ph, pw, C]."""
+    n, r = boxes.shape[:2]
+    c = feature_maps[0].shape[-1]
+    out = np.zeros((n, r) + tuple(size) + (c,))
+    for i in range(n):
+        for k in range(r):
+            level = roi_level(boxes[i, k], image_shape)
+            out[i, k] = crop_and_resize(feature_maps[level - 2][i], boxes[i, k], size)
+    return out
+
+
+def detections(rois, probs, deltas, window, max_instances, min_confidence, nms_threshold, std):
+    """One image, Matterport's algorithm with an explicit loop over classes."""
+    class_ids = probs.argmax(axis=1)
+    scores = probs[np.arange(len(probs)), class_ids]
+    boxes = decode(rois, deltas[np.arange(len(probs)), class_ids], std)
+    wy1, wx1, wy2, wx2 = window
+    boxes = np.stack([np.clip(boxes[:, 0], wy1, wy2), np.clip(boxes[:, 1], wx1, wx2),
+                      np.clip(boxes[:, 2], wy1, wy2), np.clip(boxes[:, 3], wx1, wx2)], axis=1)
+    keep = np.flatnonzero((class_ids > 0) & (scores >= min_confidence))
+    kept = []
+    for cls in np.unique(class_ids[keep]):
+        ix = keep[class_ids[keep] == cls]
+        sel = greedy_nms(boxes[ix], scores[ix], max_instances, nms_threshold)
+        kept.extend(ix[sel])
+    kept = sorted(kept, key=lambda i: -scores[i])[:max_instances]
+    out = np.zeros((max_instances, 6), np.float32)
+    for row, i in enumerate(kept):
+        out[row] = list(boxes[i]) + [class_ids[i], scores[i]]
+    return out

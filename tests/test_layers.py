@@ -1,0 +1,193 @@
+"""Numerical layers against the NumPy references in tests/reference.py."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import reference as ref
+from conftest import random_boxes
+from mrcnn.layers.anchors import AnchorsLayer, pyramid_anchors_tf
+from mrcnn.layers.detection import DetectionLayer
+from mrcnn.layers.detection_targets import DetectionTargetLayer
+from mrcnn.layers.proposals import ProposalLayer
+from mrcnn.layers.roi_align import PyramidROIAlign
+from mrcnn.ops import boxes as tfboxes
+from mrcnn.ops import boxes_np
+
+STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
+
+
+def _meta(n, image_shape, window, num_classes=4):
+    meta = np.zeros((n, 12 + num_classes), np.float32)
+    meta[:, 4:7] = image_shape
+    meta[:, 7:11] = window
+    meta[:, 11] = 1.0
+    return meta
+
+
+def test_codec_matches_numpy_twin_and_round_trips():
+    rng = np.random.default_rng(0)
+    a = random_boxes(rng, 50) * 100
+    b = random_boxes(rng, 50) * 100
+    deltas = tfboxes.encode_boxes(a, b, STD).numpy()
+    np.testing.assert_allclose(deltas, boxes_np.encode_boxes_np(a, b, STD), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(tfboxes.decode_boxes(a, deltas, STD).numpy(), b, atol=1e-3)
+    np.testing.assert_allclose(boxes_np.decode_boxes_np(a, deltas, STD), b, atol=1e-3)
+
+
+def test_box_iou_matches_numpy():
+    rng = np.random.default_rng(1)
+    a, b = random_boxes(rng, 7), random_boxes(rng, 9)
+    expected = np.array([[ref.iou(x, y) for y in b] for x in a])
+    np.testing.assert_allclose(tfboxes.box_iou(a, b).numpy(), expected, atol=1e-6)
+
+
+def test_proposal_layer_matches_reference():
+    rng = np.random.default_rng(2)
+    n, a = 2, 300
+    anchors = random_boxes(rng, a, min_size=0.1)
+    logits = rng.normal(size=(n, a, 2)).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    deltas = rng.normal(scale=0.5, size=(n, a, 4)).astype(np.float32)
+    layer = ProposalLayer(proposal_count=40, nms_threshold=0.6, pre_nms_limit=120,
+                          bbox_std_dev=STD)
+    out = layer([probs, deltas, anchors[None]]).numpy()
+    assert out.shape == (n, 40, 4)
+    for i in range(n):
+        expected = ref.proposals(probs[i], deltas[i], anchors, 40, 0.6, 120, STD)
+        np.testing.assert_allclose(out[i], expected, atol=1e-5)
+
+
+def test_proposal_layer_pads_with_zeros_when_few_boxes_survive():
+    anchors = np.tile(np.array([[0.1, 0.1, 0.5, 0.5]], np.float32), (5, 1))
+    probs = np.tile(np.array([[0.2, 0.8]], np.float32), (1, 5, 1))
+    out = ProposalLayer(10, 0.5, 100, STD)([probs, np.zeros((1, 5, 4), np.float32),
+                                            anchors[None]]).numpy()
+    # Identical boxes collapse to one survivor; the rest is zero padding.
+    assert np.count_nonzero(out[0].sum(axis=1)) == 1
+    np.testing.assert_allclose(out[0, 0], anchors[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("image_shape", [(512, 512), (448, 320)])
+def test_pyramid_roi_align_matches_reference(image_shape):
+    rng = np.random.default_rng(3)
+    h, w = image_shape
+    maps = [rng.normal(size=(2, h // s, w // s, 3)).astype(np.float32) for s in (4, 8, 16, 32)]
+    boxes = random_boxes(rng, 2 * 12, min_size=0.02).reshape(2, 12, 4)
+    # Make sure several levels are used: tiny, medium and whole-image boxes.
+    boxes[0, 0] = [0.1, 0.1, 0.15, 0.15]
+    boxes[0, 1] = [0.0, 0.0, 1.0, 1.0]
+    meta = _meta(2, (h, w, 3), (0, 0, h, w))
+    out = PyramidROIAlign((5, 4))([boxes, meta] + maps).numpy()
+    expected = ref.pyramid_roi_align(boxes, maps, (h, w), (5, 4))
+    levels = {ref.roi_level(b, (h, w)) for b in boxes.reshape(-1, 4)}
+    assert len(levels) >= 3
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+def test_detection_layer_matches_reference():
+    rng = np.random.default_rng(4)
+    n, r, c = 2, 60, 4
+    rois = random_boxes(rng, n * r, min_size=0.05).reshape(n, r, 4)
+    logits = rng.normal(scale=2.0, size=(n, r, c)).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    deltas = rng.normal(scale=0.5, size=(n, r, c, 4)).astype(np.float32)
+    meta = _meta(n, (128, 128, 3), (16, 0, 112, 128))
+    layer = DetectionLayer(max_instances=15, min_confidence=0.3, nms_threshold=0.3,
+                           bbox_std_dev=STD)
+    out = layer([rois, probs, deltas, meta]).numpy()
+    window = boxes_np.norm_boxes(np.array([[16, 0, 112, 128]]), (128, 128))[0]
+    for i in range(n):
+        expected = ref.detections(rois[i], probs[i], deltas[i], window, 15, 0.3, 0.3, STD)
+        np.testing.assert_allclose(out[i], expected, atol=1e-5)
+    assert np.all(out[..., 0] >= window[0] - 1e-6) and np.all(out[..., 2] <= window[2] + 1e-6)
+
+
+def test_detection_layer_returns_zeros_when_nothing_is_confident():
+    probs = np.zeros((1, 5, 3), np.float32)
+    probs[..., 0] = 1.0  # everything is background
+    out = DetectionLayer(4, 0.5, 0.3, STD)([np.full((1, 5, 4), 0.2, np.float32), probs,
+                                            np.zeros((1, 5, 3, 4), np.float32),
+                                            _meta(1, (64, 64, 3), (0, 0, 64, 64), 3)]).numpy()
+    assert out.shape == (1, 4, 6) and not out.any()
+
+
+def test_in_graph_anchors_match_numpy_generator(tiny_config):
+    from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
+    for shape in [(128, 128), (192, 320)]:
+        c = tiny_config
+        expected = generate_pyramid_anchors(c.RPN_ANCHOR_SCALES, c.RPN_ANCHOR_RATIOS,
+                                            compute_backbone_shapes(c, shape + (3,)),
+                                            c.BACKBONE_STRIDES, c.RPN_ANCHOR_STRIDE)
+        expected = boxes_np.norm_boxes(expected, shape)
+        got = pyramid_anchors_tf(shape, c.RPN_ANCHOR_SCALES, c.RPN_ANCHOR_RATIOS,
+                                 c.BACKBONE_STRIDES, c.RPN_ANCHOR_STRIDE).numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        layer_out = AnchorsLayer(c.RPN_ANCHOR_SCALES, c.RPN_ANCHOR_RATIOS, c.BACKBONE_STRIDES)(
+            np.zeros((1,) + shape + (3,), np.float32))
+        assert layer_out.shape == (1,) + expected.shape
+
+
+def test_detection_targets_sampling_and_encoding():
+    # Two gt boxes, proposals: 2 exact copies (positives), 1 crowd overlap, 5 far negatives.
+    gt_boxes = np.array([[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.8], [0.0, 0.6, 0.2, 0.9],
+                         [0, 0, 0, 0]], np.float32)
+    gt_ids = np.array([1, 2, -1, 0], np.int32)
+    proposals = np.zeros((12, 4), np.float32)
+    proposals[0] = [0.12, 0.1, 0.4, 0.42]
+    proposals[1] = [0.5, 0.52, 0.88, 0.8]
+    proposals[2] = [0.0, 0.62, 0.2, 0.9]  # on the crowd box: neither positive nor negative
+    proposals[3:8] = [[0.4, 0.0, 0.5, 0.1], [0.9, 0.0, 1.0, 0.1], [0.4, 0.4, 0.5, 0.5],
+                      [0.2, 0.4, 0.3, 0.5], [0.9, 0.9, 1.0, 1.0]]
+    masks = np.zeros((28, 28, 4), bool)
+    masks[:14, :, 0] = True  # top half of gt 0 (mini mask frame)
+    masks[:, :, 1] = True
+    layer = DetectionTargetLayer(train_rois_per_image=9, roi_positive_ratio=0.5,
+                                 mask_shape=(6, 6), use_mini_mask=True, bbox_std_dev=STD)
+    rois, ids, deltas, tmasks = [t.numpy()[0] for t in layer(
+        [proposals[None], gt_ids[None], gt_boxes[None], masks[None]])]
+    assert rois.shape == (9, 4) and tmasks.shape == (9, 6, 6)
+    positives = ids > 0
+    # int(9 * 0.5) = 4 positives allowed, 2 exist; negatives = int(2 / 0.5) - 2 = 2.
+    assert positives.sum() == 2 and np.count_nonzero(rois.sum(1)) == 4
+    assert not any(np.allclose(r, proposals[2]) for r in rois)
+    for k in np.flatnonzero(positives):
+        g = 0 if np.allclose(rois[k], proposals[0]) else 1
+        assert ids[k] == gt_ids[g]
+        np.testing.assert_allclose(deltas[k], boxes_np.encode_boxes_np(
+            rois[k][None], gt_boxes[g][None], STD)[0], atol=1e-4)
+        gy1, gx1, gy2, gx2 = gt_boxes[g]
+        y1, x1, y2, x2 = rois[k]
+        in_gt = [(y1 - gy1) / (gy2 - gy1), (x1 - gx1) / (gx2 - gx1),
+                 (y2 - gy1) / (gy2 - gy1), (x2 - gx1) / (gx2 - gx1)]
+        expected = np.round(ref.crop_and_resize(masks[..., g:g + 1].astype(np.float64), in_gt,
+                                                (6, 6))[..., 0])
+        np.testing.assert_array_equal(tmasks[k], expected)
+        assert 0 < tmasks[k].sum() < 36 if g == 0 else tmasks[k].sum() >= 30
+    assert not deltas[~positives].any() and not tmasks[~positives].any()
+
+
+def test_detection_targets_without_ground_truth_give_empty_targets():
+    layer = DetectionTargetLayer(8, 0.33, (4, 4), False, STD)
+    out = layer([random_boxes(np.random.default_rng(5), 6)[None], np.zeros((1, 3), np.int32),
+                 np.zeros((1, 3, 4), np.float32), np.zeros((1, 16, 16, 3), bool)])
+    rois, ids, deltas, masks = [t.numpy() for t in out]
+    assert not rois.any() and not ids.any() and not deltas.any() and not masks.any()
+
+
+@pytest.mark.parametrize("layer", [
+    ProposalLayer(10, 0.7, 100, STD, name="p"),
+    DetectionLayer(5, 0.5, 0.3, STD, name="d"),
+    PyramidROIAlign((7, 7), name="r"),
+    DetectionTargetLayer(8, 0.33, (28, 28), True, STD, name="t"),
+    AnchorsLayer((8, 16), (0.5, 1.0), (4, 8), 1, name="a"),
+])
+def test_custom_layers_config_equals_constructor_arguments(layer):
+    import keras
+    config = layer.get_config()
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+    own = {k: v for k, v in config.items() if k not in keras.layers.Layer(name="x").get_config()}
+    import inspect
+    params = set(inspect.signature(type(layer).__init__).parameters) - {"self", "kwargs"}
+    assert set(own) == params

@@ -1,0 +1,251 @@
+"""The MaskRCNN facade: graph layout against the COCO weights file, detect(), weights round trip."""
+
+import json
+import os
+import string
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import TinyConfig
+from mrcnn import model as modellib
+from mrcnn.config import Config
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures",
+                       "matterport_coco_layer_names.json")
+
+
+def matterport_coco_shapes():
+    """Weight shapes of every weighted layer of mask_rcnn_coco.h5, written out from the published
+    architecture (ResNet-101 C4 bottlenecks with biases, FPN 256, RPN 3 anchors, 81 classes)."""
+    shapes = {}
+
+    def conv(name, k, cin, cout):
+        shapes[name] = {"kernel": (k, k, cin, cout), "bias": (cout,)}
+
+    def bn(name, c):
+        shapes[name] = {w: (c,) for w in ("gamma", "beta", "moving_mean", "moving_variance")}
+
+    conv("conv1", 7, 3, 64)
+    bn("bn_conv1", 64)
+    cin = 64
+    for stage, blocks, width in ((2, 3, 64), (3, 4, 128), (4, 23, 256), (5, 3, 512)):
+        for i in range(blocks):
+            b = string.ascii_lowercase[i]
+            conv("res%d%s_branch2a" % (stage, b), 1, cin, width)
+            bn("bn%d%s_branch2a" % (stage, b), width)
+            conv("res%d%s_branch2b" % (stage, b), 3, width, width)
+            bn("bn%d%s_branch2b" % (stage, b), width)
+            conv("res%d%s_branch2c" % (stage, b), 1, width, 4 * width)
+            bn("bn%d%s_branch2c" % (stage, b), 4 * width)
+            if i == 0:
+                conv("res%d%s_branch1" % (stage, b), 1, cin, 4 * width)
+                bn("bn%d%s_branch1" % (stage, b), 4 * width)
+            cin = 4 * width
+    for level, c in ((5, 2048), (4, 1024), (3, 512), (2, 256)):
+        conv("fpn_c%dp%d" % (level, level), 1, c, 256)
+        conv("fpn_p%d" % level, 3, 256, 256)
+    shapes["rpn_model"] = {"rpn_conv_shared/kernel": (3, 3, 256, 512),
+                           "rpn_conv_shared/bias": (512,),
+                           "rpn_class_raw/kernel": (1, 1, 512, 6), "rpn_class_raw/bias": (6,),
+                           "rpn_bbox_pred/kernel": (1, 1, 512, 12), "rpn_bbox_pred/bias": (12,)}
+    conv("mrcnn_class_conv1", 7, 256, 1024)
+    bn("mrcnn_class_bn1", 1024)
+    conv("mrcnn_class_conv2", 1, 1024, 1024)
+    bn("mrcnn_class_bn2", 1024)
+    shapes["mrcnn_class_logits"] = {"kernel": (1024, 81), "bias": (81,)}
+    shapes["mrcnn_bbox_fc"] = {"kernel": (1024, 324), "bias": (324,)}
+    for i in range(1, 5):
+        conv("mrcnn_mask_conv%d" % i, 3, 256, 256)
+        bn("mrcnn_mask_bn%d" % i, 256)
+    shapes["mrcnn_mask_deconv"] = {"kernel": (2, 2, 256, 256), "bias": (256,)}
+    conv("mrcnn_mask", 1, 256, 81)
+    return shapes
+
+
+def model_weight_shapes(keras_model):
+    out = {}
+    for layer in keras_model.layers:
+        if not layer.weights:
+            continue
+        if layer.name == "rpn_model":
+            out["rpn_model"] = {"/".join(v.path.split("/")[-2:]): tuple(v.shape)
+                                for v in layer.weights}
+        else:
+            out[layer.name] = {v.path.split("/")[-1]: tuple(v.shape) for v in layer.weights}
+    return out
+
+
+class CocoConfig(Config):
+    NAME = "coco"
+    NUM_CLASSES = 81
+    BACKBONE = "resnet101"
+    IMAGES_PER_GPU = 1
+
+
+@pytest.fixture(scope="module")
+def coco_training_model(tmp_path_factory):
+    return modellib.MaskRCNN("training", CocoConfig(), str(tmp_path_factory.mktemp("coco")))
+
+
+def test_every_coco_weight_layer_exists_with_matterport_shapes(coco_training_model):
+    with open(FIXTURE) as f:
+        names = json.load(f)["layer_names"]
+    expected = matterport_coco_shapes()
+    # Each weighted layer of the file is in the fixture's list, and the counts are the file's.
+    assert set(expected) <= set(names)
+    assert len(expected) - 1 + 3 == 235  # rpn_model holds three layers
+    assert sum(int(np.prod(s)) for w in expected.values() for s in w.values()) == 64158584
+    got = model_weight_shapes(coco_training_model.keras_model)
+    assert set(got) == set(expected)
+    for name, weights in expected.items():
+        assert got[name] == weights, name
+
+
+def test_coco_layout_file_loads_into_model(coco_training_model, tmp_path):
+    """A file with the COCO file's names and shapes (small random values for the backbone-free
+    layers, zeros elsewhere to keep it quick) loads by name with nothing missing."""
+    from mrcnn.weights import read_weights_h5
+    expected = matterport_coco_shapes()
+    path = tmp_path / "coco_layout.h5"
+    rng = np.random.default_rng(0)
+    with open(FIXTURE) as f:
+        names = json.load(f)["layer_names"]
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [n.encode() for n in names]
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.0.8"
+        for name in names:
+            g = f.create_group(name)
+            weights = expected.get(name, {})
+            wnames = []
+            for short, shape in weights.items():
+                full = (short if "/" in short else name + "/" + short) + ":0"
+                wnames.append(full.encode())
+                value = (rng.normal(size=shape).astype(np.float32) if name.startswith("mrcnn")
+                         else np.zeros(shape, np.float32))
+                g.create_dataset(full, data=value)
+            g.attrs["weight_names"] = wnames
+    report = coco_training_model.load_weights(str(path), by_name=True)
+    assert not report.missing_in_file and not report.missing_in_model
+    assert len(report.loaded) == 235  # rpn_model counts as its three inner layers
+    stored = read_weights_h5(str(path))
+    layer = coco_training_model.keras_model.get_layer("mrcnn_mask_conv3")
+    np.testing.assert_array_equal(layer.weights[0].numpy(), stored["mrcnn_mask_conv3"]["kernel"])
+
+
+def test_class_count_mismatch_names_the_exclude_fix(tmp_path):
+    cfg = TinyConfig()
+    model = modellib.MaskRCNN("inference", cfg, str(tmp_path))
+    path = str(tmp_path / "w.h5")
+    model.save_weights(path)
+
+    class Other(TinyConfig):
+        NUM_CLASSES = 3
+
+    other = modellib.MaskRCNN("inference", Other(), str(tmp_path))
+    with pytest.raises(ValueError) as err:
+        other.load_weights(path, by_name=True)
+    msg = str(err.value)
+    assert "NUM_CLASSES" in msg and "mrcnn_bbox_fc" in msg and "exclude" in msg
+    report = other.load_weights(path, by_name=True, exclude=modellib.CLASS_SPECIFIC_LAYERS)
+    assert "mrcnn_class_logits" in report.skipped
+
+
+def _image(rng, shape):
+    return rng.integers(0, 256, size=shape, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("shape", [(97, 131, 3), (131, 97, 3), (120, 77), (90, 110, 4),
+                                   (64, 200, 1)])
+def test_detect_shapes_dtypes_and_bounds(tiny_inference_model, shape):
+    r = tiny_inference_model.detect([_image(np.random.default_rng(0), shape)])[0]
+    n = len(r["class_ids"])
+    assert r["rois"].dtype == np.int32 and r["rois"].shape == (n, 4)
+    assert r["class_ids"].dtype == np.int32 and r["scores"].dtype == np.float32
+    assert r["masks"].dtype == bool and r["masks"].shape == (shape[0], shape[1], n)
+    assert n > 0  # min confidence 0: the untrained model detects something
+    assert (r["rois"][:, :2] >= 0).all()
+    assert (r["rois"][:, 2] <= shape[0]).all() and (r["rois"][:, 3] <= shape[1]).all()
+    assert (r["rois"][:, 2] > r["rois"][:, 0]).all() and (r["class_ids"] > 0).all()
+
+
+def test_detect_with_no_detections_returns_empty_arrays(tmp_path):
+    m = modellib.MaskRCNN("inference", TinyConfig(), str(tmp_path))
+    # Make every ROI certain background: no detection can pass.
+    logits = m.keras_model.get_layer("mrcnn_class_logits")
+    kernel, bias = logits.get_weights()
+    bias[:] = 0.0
+    bias[0] = 100.0
+    logits.set_weights([np.zeros_like(kernel), bias])
+    r = m.detect([_image(np.random.default_rng(1), (80, 100, 3))])[0]
+    assert r["rois"].shape == (0, 4) and r["rois"].dtype == np.int32
+    assert r["class_ids"].shape == (0,) and r["class_ids"].dtype == np.int32
+    assert r["scores"].shape == (0,) and r["scores"].dtype == np.float32
+    assert r["masks"].shape == (80, 100, 0) and r["masks"].dtype == bool
+
+
+def test_save_then_load_reproduces_detect_exactly(tmp_path):
+    class Cfg(TinyConfig):
+        DETECTION_MIN_CONFIDENCE = 0.0
+
+    images = [_image(np.random.default_rng(2), (100, 120, 3)),
+              _image(np.random.default_rng(3), (128, 90, 3))]
+    a = modellib.MaskRCNN("inference", Cfg(), str(tmp_path))
+    before = a.detect(images)
+    path = str(tmp_path / "ours.h5")
+    a.save_weights(path)
+    b = modellib.MaskRCNN("inference", Cfg(), str(tmp_path))
+    b.load_weights(path, by_name=True)
+    after = b.detect(images)
+    for x, y in zip(before, after):
+        for key in ("rois", "class_ids", "scores", "masks"):
+            np.testing.assert_array_equal(x[key], y[key])
+
+
+def test_repeated_detect_does_not_retrace(tiny_inference_model):
+    image = _image(np.random.default_rng(4), (100, 100, 3))
+    tiny_inference_model.detect([image])
+    traces = tiny_inference_model._predict_fn.experimental_get_tracing_count()
+    for _ in range(30):
+        tiny_inference_model.detect([image])
+    assert tiny_inference_model._predict_fn.experimental_get_tracing_count() == traces
+
+
+def test_detect_batches_images_of_several_shapes(tiny_inference_model):
+    rng = np.random.default_rng(5)
+    images = [_image(rng, (60, 80, 3)), _image(rng, (80, 60, 3)), _image(rng, (50, 50, 3))]
+    results = tiny_inference_model.detect(images)
+    assert [r["masks"].shape[:2] for r in results] == [(60, 80), (80, 60), (50, 50)]
+
+
+def test_run_graph_returns_named_intermediates(tiny_inference_model):
+    out = tiny_inference_model.run_graph([_image(np.random.default_rng(6), (128, 128, 3))],
+                                         [("proposals", "ROI"), ("p2", "fpn_p2")])
+    assert out["proposals"].shape == (1, TinyConfig.POST_NMS_ROIS_INFERENCE, 4)
+    assert out["p2"].shape == (1, 32, 32, TinyConfig.TOP_DOWN_PYRAMID_SIZE)
+
+
+def test_find_last_and_log_dir(tmp_path):
+    model = modellib.MaskRCNN("inference", TinyConfig(), str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="tiny"):
+        model.find_last()
+    run = tmp_path / "tiny20260102T0304"
+    run.mkdir()
+    (run / "mask_rcnn_tiny_0001.h5").write_bytes(b"")
+    (run / "mask_rcnn_tiny_0007.h5").write_bytes(b"")
+    last = model.find_last()
+    assert last.endswith("mask_rcnn_tiny_0007.h5")
+    model.set_log_dir(last)
+    assert model.epoch == 7 and model.log_dir == str(run)
+    assert model.checkpoint_path.format(epoch=8) == str(run / "mask_rcnn_tiny_0008.h5")
+
+
+def test_invalid_mode_and_batch_size_errors(tmp_path):
+    with pytest.raises(ValueError, match="mode"):
+        modellib.MaskRCNN("train", TinyConfig(), str(tmp_path))
+    cfg = TinyConfig()
+    cfg.IMAGE_MAX_DIM = 100
+    with pytest.raises(ValueError, match="IMAGE_MAX_DIM"):
+        modellib.MaskRCNN("inference", cfg, str(tmp_path))
