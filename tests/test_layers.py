@@ -191,3 +191,33 @@ def test_custom_layers_config_equals_constructor_arguments(layer):
     import inspect
     params = set(inspect.signature(type(layer).__init__).parameters) - {"self", "kwargs"}
     assert set(own) == params
+
+
+@pytest.mark.parametrize("train_bn,training", [(False, True), (False, False), (True, False)])
+def test_folded_batch_norm_equals_separate_layers(train_bn, training):
+    import keras
+    from mrcnn.backbone.resnet import conv_bn
+    rng = np.random.default_rng(7)
+    inp = keras.Input((9, 9, 3))
+    model = keras.Model(inp, conv_bn(inp, 5, 3, 2, "c", "b", train_bn, True))
+    conv, bn = model.get_layer("c"), model.get_layer("b")
+    bn.set_weights([rng.uniform(0.5, 2, 5), rng.normal(size=5), rng.normal(size=5),
+                    rng.uniform(0.5, 2, 5)])
+    conv.set_weights([rng.normal(size=(3, 3, 3, 5)), rng.normal(size=5)])
+    x = tf.constant(rng.normal(size=(2, 9, 9, 3)), tf.float32)
+
+    def run():
+        with tf.GradientTape() as tape:
+            y = model(x, training=training)
+            loss = tf.reduce_sum(y * y)
+        return y.numpy(), [g.numpy() for g in tape.gradient(loss, [bn.gamma, bn.beta,
+                                                                    conv.kernel])]
+
+    folded_y, folded_g = run()
+    assert bn.folded
+    object.__setattr__(conv, "_folded_bn", None)
+    bn.folded = False
+    plain_y, plain_g = run()
+    np.testing.assert_allclose(folded_y, plain_y, rtol=1e-4, atol=1e-4)
+    for a, b in zip(folded_g, plain_g):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)

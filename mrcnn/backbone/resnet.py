@@ -14,6 +14,7 @@ import string
 
 from keras import layers
 
+from mrcnn.layers.conv import FoldableConv2D, fold_batch_norm
 from mrcnn.layers.norm import BatchNorm
 
 # Blocks per stage (stages 2..5) and whether blocks are bottlenecks.
@@ -26,10 +27,15 @@ RESNET_BLOCKS = {
 _STAGE_FILTERS = {2: 64, 3: 128, 4: 256, 5: 512}
 
 
-def _conv_bn(x, filters, kernel, strides, conv_name, bn_name, train_bn, relu):
-    x = layers.Conv2D(filters, kernel, strides=strides, padding="same" if kernel > 1 else "valid",
-                      use_bias=True, name=conv_name)(x)
-    x = BatchNorm(train_bn=train_bn, name=bn_name)(x)
+def conv_bn(x, filters, kernel, strides, conv_name, bn_name, train_bn, relu, padding=None):
+    """Conv (with bias) + BatchNorm (+ ReLU), the BN folded into the conv while frozen."""
+    if padding is None:
+        padding = "same" if kernel > 1 else "valid"
+    conv = FoldableConv2D(filters, kernel, strides=strides, padding=padding, use_bias=True,
+                          name=conv_name)
+    bn = BatchNorm(train_bn=train_bn, name=bn_name)
+    x = bn(conv(x))
+    fold_batch_norm(conv, bn)
     return layers.Activation("relu")(x) if relu else x
 
 
@@ -39,15 +45,15 @@ def _block(x, stage, block, width, bottleneck, strides, project, train_bn):
     bn = "bn%d%s_branch" % (stage, block)
     if bottleneck:
         out_filters = width * 4
-        y = _conv_bn(x, width, 1, strides, conv + "2a", bn + "2a", train_bn, True)
-        y = _conv_bn(y, width, 3, 1, conv + "2b", bn + "2b", train_bn, True)
-        y = _conv_bn(y, out_filters, 1, 1, conv + "2c", bn + "2c", train_bn, False)
+        y = conv_bn(x, width, 1, strides, conv + "2a", bn + "2a", train_bn, True)
+        y = conv_bn(y, width, 3, 1, conv + "2b", bn + "2b", train_bn, True)
+        y = conv_bn(y, out_filters, 1, 1, conv + "2c", bn + "2c", train_bn, False)
     else:
         out_filters = width
-        y = _conv_bn(x, width, 3, strides, conv + "2a", bn + "2a", train_bn, True)
-        y = _conv_bn(y, width, 3, 1, conv + "2b", bn + "2b", train_bn, False)
+        y = conv_bn(x, width, 3, strides, conv + "2a", bn + "2a", train_bn, True)
+        y = conv_bn(y, width, 3, 1, conv + "2b", bn + "2b", train_bn, False)
     if project:
-        shortcut = _conv_bn(x, out_filters, 1, strides, conv + "1", bn + "1", train_bn, False)
+        shortcut = conv_bn(x, out_filters, 1, strides, conv + "1", bn + "1", train_bn, False)
     else:
         shortcut = x
     y = layers.Add()([y, shortcut])
@@ -71,9 +77,7 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=False):
                          % (architecture, ", ".join(sorted(RESNET_BLOCKS))))
     blocks, bottleneck = RESNET_BLOCKS[architecture]
     x = layers.ZeroPadding2D((3, 3))(input_image)
-    x = layers.Conv2D(64, 7, strides=2, use_bias=True, name="conv1")(x)
-    x = BatchNorm(train_bn=train_bn, name="bn_conv1")(x)
-    c1 = x = layers.Activation("relu")(x)
+    c1 = x = conv_bn(x, 64, 7, 2, "conv1", "bn_conv1", train_bn, True, padding="valid")
     x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
     outputs = [c1]
     for stage, count in zip((2, 3, 4, 5), blocks):

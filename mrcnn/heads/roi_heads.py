@@ -5,7 +5,7 @@ Axes: N images, R ROIs per image, C classes including background.
 
 from keras import layers
 
-from mrcnn.layers.norm import BatchNorm
+from mrcnn.backbone.resnet import conv_bn
 from mrcnn.layers.roi_align import PyramidROIAlign
 from mrcnn.layers.roi_axis import MergeRoiAxis, SplitRoiAxis
 
@@ -22,12 +22,9 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         [rois, image_meta] + list(feature_maps))
     x = MergeRoiAxis(name="classifier_merge_rois")(x)
     # A pool_size x pool_size 'valid' convolution is a fully connected layer on the ROI.
-    x = layers.Conv2D(fc_layers_size, pool_size, padding="valid", name="mrcnn_class_conv1")(x)
-    x = BatchNorm(train_bn=train_bn, name="mrcnn_class_bn1")(x)
-    x = layers.Activation("relu")(x)
-    x = layers.Conv2D(fc_layers_size, 1, name="mrcnn_class_conv2")(x)
-    x = BatchNorm(train_bn=train_bn, name="mrcnn_class_bn2")(x)
-    x = layers.Activation("relu")(x)
+    x = conv_bn(x, fc_layers_size, pool_size, 1, "mrcnn_class_conv1", "mrcnn_class_bn1",
+                train_bn, True, padding="valid")
+    x = conv_bn(x, fc_layers_size, 1, 1, "mrcnn_class_conv2", "mrcnn_class_bn2", train_bn, True)
     shared = SplitRoiAxis(squeeze=True, name="pool_squeeze")([x, rois])
     logits = layers.Dense(num_classes, name="mrcnn_class_logits")(shared)
     probs = layers.Activation("softmax", name="mrcnn_class", dtype="float32")(logits)
@@ -47,9 +44,8 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         [rois, image_meta] + list(feature_maps))
     x = MergeRoiAxis(name="mask_merge_rois")(x)
     for i in range(1, 5):
-        x = layers.Conv2D(conv_channels, 3, padding="same", name="mrcnn_mask_conv%d" % i)(x)
-        x = BatchNorm(train_bn=train_bn, name="mrcnn_mask_bn%d" % i)(x)
-        x = layers.Activation("relu")(x)
+        x = conv_bn(x, conv_channels, 3, 1, "mrcnn_mask_conv%d" % i, "mrcnn_mask_bn%d" % i,
+                    train_bn, True)
     x = layers.Conv2DTranspose(conv_channels, 2, strides=2, activation="relu",
                                name="mrcnn_mask_deconv")(x)
     x = layers.Conv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask", dtype="float32")(x)

@@ -16,10 +16,14 @@ class BatchNorm(keras.layers.BatchNormalization):
         kwargs.setdefault("epsilon", 1e-3)
         super().__init__(**kwargs)
         self.train_bn = bool(train_bn)
+        # Set by mrcnn.layers.conv.fold_batch_norm: the conv before applies this layer.
+        self.folded = False
 
     def call(self, inputs, training=None):
         if not self.train_bn:
             training = False
+        if self.folded and not training:
+            return inputs
         return super().call(inputs, training=training)
 
     def get_config(self):

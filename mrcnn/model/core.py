@@ -66,7 +66,14 @@ class MaskRCNN:
         return keras.Model(inputs=inputs, outputs=outputs, name="mask_rcnn")
 
     def _make_strategy(self):
-        """MirroredStrategy over the visible GPUs when GPU_COUNT > 1, else None (default)."""
+        """The strategy training runs under.
+
+        An enclosing ``with strategy.scope():`` wins (any ``tf.distribute`` strategy, e.g.
+        MirroredStrategy over chosen devices or a TPUStrategy); otherwise GPU_COUNT > 1 picks
+        MirroredStrategy over the first GPU_COUNT visible GPUs; otherwise None (default strategy).
+        """
+        if tf.distribute.has_strategy():
+            return tf.distribute.get_strategy()
         if self.config.GPU_COUNT <= 1:
             return None
         gpus = tf.config.list_logical_devices("GPU")

@@ -63,7 +63,7 @@ class MaskRCNNTrainer(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
-    def _losses(self, x, training):
+    def _forward_losses(self, x, training):
         outputs = self(x, training=training)
         # meta layout: id, original shape (3), image shape (3), window (4), scale, active ids.
         active = x["input_image_meta"][:, 12:]
@@ -81,7 +81,7 @@ class MaskRCNNTrainer(keras.Model):
     def train_step(self, data):
         x = data[0] if isinstance(data, tuple) else data
         with tf.GradientTape() as tape:
-            total, losses = self._losses(x, training=True)
+            total, losses = self._forward_losses(x, training=True)
             # Gradients are summed over replicas, so each replica contributes its share.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = total / replicas
@@ -95,7 +95,7 @@ class MaskRCNNTrainer(keras.Model):
 
     def test_step(self, data):
         x = data[0] if isinstance(data, tuple) else data
-        total, losses = self._losses(x, training=False)
+        total, losses = self._forward_losses(x, training=False)
         return self._update(total, losses)
 
 

@@ -1,0 +1,327 @@
+"""Image and mask resizing, mini masks, molding.
+
+Images are ``[H, W, C]`` arrays (RGB ``uint8`` once they reach the model). Masks are ``[H, W, N]``
+bool, one channel per instance. Boxes are pixel ``(y1, x1, y2, x2)`` with ``y2``/``x2`` one past the
+last pixel inside.
+
+Bilinear resizing goes through Pillow, which is about 20 times faster than ``skimage.transform``
+for ``uint8`` images; edges are replicated (not blended with black) and downscaling averages over
+the source pixels it covers.
+"""
+
+import random
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "to_rgb_uint8", "resize", "resize_image", "resize_mask", "minimize_mask", "expand_mask",
+    "unmold_mask", "mold_image", "unmold_image",
+]
+
+
+# ---------------------------------------------------------------------------- conversion
+def to_rgb_uint8(image):
+    """Convert an image to RGB ``uint8`` ``[H, W, 3]``.
+
+    image: array of shape ``[H, W]``, ``[H, W, 1]`` (grayscale, replicated to 3 channels),
+    ``[H, W, 2]`` (grayscale + alpha), ``[H, W, 3]`` (RGB) or ``[H, W, 4]`` (RGBA; alpha dropped).
+    Values are mapped to ``[0, 255]`` by dtype:
+
+    - ``uint8``: unchanged (an RGB ``uint8`` input is returned as is, without a copy);
+    - ``bool``: False -> 0, True -> 255;
+    - ``uint16``: divided by 257 (65535 -> 255) and rounded;
+    - other integers: kept if they lie in [0, 255], divided by 257 if in [0, 65535],
+      else rescaled from [min, max] to [0, 255];
+    - floats: multiplied by 255 if they lie in [0, 1] (skimage's convention), else taken as
+      [0, 255]; clipped to [0, 255]; NaN becomes 0.
+
+    Raises ValueError for other shapes.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4) or image.size == 0:
+        raise ValueError(f"Expected an image of shape [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], "
+                         f"got shape {image.shape}")
+    channels = image.shape[2]
+    if channels == 4:
+        image = image[:, :, :3]
+    elif channels == 2:
+        image = image[:, :, :1]
+
+    image = _to_uint8_values(image)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return image
+
+
+def _to_uint8_values(image):
+    dtype = image.dtype
+    if dtype == np.uint8:
+        return image
+    if dtype == np.bool_:
+        return image.astype(np.uint8) * np.uint8(255)
+    if dtype == np.uint16:
+        return np.rint(image / 257.0).astype(np.uint8)
+    if np.issubdtype(dtype, np.integer):
+        lo, hi = int(image.min()), int(image.max())
+        if lo >= 0 and hi <= 255:
+            return image.astype(np.uint8)
+        if lo >= 0 and hi <= 65535:
+            return np.rint(image / 257.0).astype(np.uint8)
+        return np.rint((image - lo) * (255.0 / max(hi - lo, 1))).astype(np.uint8)
+    if np.issubdtype(dtype, np.floating):
+        image = np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=255.0, neginf=0.0)
+        if image.size and image.min() >= 0.0 and image.max() <= 1.0:
+            image = image * 255.0
+        return np.rint(np.clip(image, 0.0, 255.0)).astype(np.uint8)
+    raise ValueError(f"Unsupported image dtype {dtype}")
+
+
+# ---------------------------------------------------------------------------- resizing
+def _resize_plane(plane, out_h, out_w):
+    """Bilinear resize of one float32 [H, W] plane with Pillow (mode "F")."""
+    return np.asarray(Image.fromarray(np.ascontiguousarray(plane, np.float32))
+                      .resize((out_w, out_h), Image.BILINEAR))
+
+
+def _resize_bilinear(image, out_h, out_w):
+    """Bilinear resize of [H, W] or [H, W, C] to (out_h, out_w), keeping the dtype.
+
+    Integers are rounded and clipped to their dtype's range; bool is thresholded at 0.5.
+    """
+    image = np.asarray(image)
+    if image.shape[:2] == (out_h, out_w):
+        return image
+    if image.dtype == np.uint8 and (image.ndim == 2 or image.shape[2] in (1, 3)):
+        squeeze = image.ndim == 3 and image.shape[2] == 1
+        src = image[:, :, 0] if squeeze else image
+        out = np.asarray(Image.fromarray(np.ascontiguousarray(src))
+                         .resize((out_w, out_h), Image.BILINEAR))
+        return out[:, :, None] if squeeze else out
+    # Generic path: each channel as a float32 plane. (Pillow premultiplies RGBA by alpha, so
+    # 4-channel uint8 images also come here.)
+    if image.ndim == 2:
+        out = _resize_plane(image, out_h, out_w)
+    else:
+        out = np.empty((out_h, out_w, image.shape[2]), np.float32)
+        for c in range(image.shape[2]):
+            out[:, :, c] = _resize_plane(image[:, :, c], out_h, out_w)
+    return _cast_like(out, image.dtype)
+
+
+def _cast_like(values, dtype):
+    if dtype == np.bool_:
+        return values >= 0.5
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype, copy=False)
+
+
+def resize(image, output_shape, order=1, mode="constant", cval=0, clip=True,
+           preserve_range=False, anti_aliasing=False, anti_aliasing_sigma=None):
+    """Matterport's wrapper of ``skimage.transform.resize`` (same arguments, same result).
+
+    Kept for API compatibility; the library itself resizes through Pillow (see `resize_image`).
+    """
+    from skimage.transform import resize as sk_resize
+    return sk_resize(image, output_shape, order=order, mode=mode, cval=cval, clip=clip,
+                     preserve_range=preserve_range, anti_aliasing=anti_aliasing,
+                     anti_aliasing_sigma=anti_aliasing_sigma)
+
+
+def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square", rng=None):
+    """Resize an image keeping its aspect ratio, then pad or crop it (Matterport semantics).
+
+    image: [H, W, C] array (any dtype; the output keeps it).
+    min_dim: scale up (never down) so that the shorter side is at least ``min_dim``.
+    max_dim: in "square" mode, scale down so the longer side is at most ``max_dim``, then pad to
+        ``max_dim x max_dim``.
+    min_scale: scale by at least this factor (after ``min_dim``).
+    mode:
+        - "none": return the image unchanged;
+        - "square": resize as above, pad with zeros to ``[max_dim, max_dim, C]``;
+        - "pad64": resize by ``min_dim``/``min_scale``, pad both sides up to multiples of 64;
+        - "crop": resize by ``min_dim``/``min_scale``, take a random ``min_dim x min_dim`` crop.
+    rng: optional ``np.random.Generator`` for the crop position (default: Python's ``random``).
+
+    Returns ``(image, window, scale, padding, crop)``:
+        image: the resized array, dtype of the input;
+        window: ``(y1, x1, y2, x2)`` of the (unpadded) image inside the result;
+        scale: the factor applied to the original image;
+        padding: ``[(top, bottom), (left, right), (0, 0)]`` added around it;
+        crop: ``(y, x, h, w)`` taken from the resized image in "crop" mode, else None.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3:
+        raise ValueError(f"resize_image: expected an image of shape [H, W, C], got {image.shape}")
+    h, w = image.shape[:2]
+    window = (0, 0, h, w)
+    scale = 1
+    padding = [(0, 0), (0, 0), (0, 0)]
+    crop = None
+
+    if mode == "none":
+        return image, window, scale, padding, crop
+    if mode not in ("square", "pad64", "crop"):
+        raise ValueError(f"resize_image: unknown mode {mode!r}; use none, square, pad64 or crop")
+    if mode == "square" and not max_dim:
+        raise ValueError("resize_image: square mode needs max_dim")
+    if mode == "crop" and not min_dim:
+        raise ValueError("resize_image: crop mode needs min_dim (the crop size)")
+
+    if min_dim:
+        scale = max(1, min_dim / min(h, w))
+    if min_scale and scale < min_scale:
+        scale = min_scale
+    if max_dim and mode == "square":
+        image_max = max(h, w)
+        if round(image_max * scale) > max_dim:
+            scale = max_dim / image_max
+
+    if scale != 1:
+        image = _resize_bilinear(image, round(h * scale), round(w * scale))
+    h, w = image.shape[:2]
+
+    if mode == "square":
+        top = (max_dim - h) // 2
+        left = (max_dim - w) // 2
+        padding = [(top, max_dim - h - top), (left, max_dim - w - left), (0, 0)]
+        image = _pad(image, padding, (max_dim, max_dim))
+        window = (top, left, top + h, left + w)
+    elif mode == "pad64":
+        pad_h = -h % 64
+        pad_w = -w % 64
+        top, left = pad_h // 2, pad_w // 2
+        padding = [(top, pad_h - top), (left, pad_w - left), (0, 0)]
+        image = _pad(image, padding, (h + pad_h, w + pad_w))
+        window = (top, left, top + h, left + w)
+    else:  # crop
+        if rng is None:
+            y = random.randint(0, h - min_dim)
+            x = random.randint(0, w - min_dim)
+        else:
+            y = int(rng.integers(0, h - min_dim + 1))
+            x = int(rng.integers(0, w - min_dim + 1))
+        crop = (y, x, min_dim, min_dim)
+        image = image[y:y + min_dim, x:x + min_dim]
+        window = (0, 0, min_dim, min_dim)
+    return image, window, scale, padding, crop
+
+
+def _pad(array, padding, out_hw):
+    """Zero-pad the first two axes of ``array`` into an (out_h, out_w, ...) array."""
+    (top, _), (left, _) = padding[0], padding[1]
+    if out_hw == array.shape[:2]:
+        return array
+    out = np.zeros(tuple(out_hw) + array.shape[2:], array.dtype)
+    out[top:top + array.shape[0], left:left + array.shape[1]] = array
+    return out
+
+
+def resize_mask(mask, scale, padding, crop=None):
+    """Apply to masks the resize and pad/crop that `resize_image` applied to their image.
+
+    mask: [H, W, N] (or [H, W]); scale, padding, crop: as returned by `resize_image`.
+    Nearest-neighbour sampling, so the dtype (usually bool) is kept. The resized size is
+    ``round(H * scale), round(W * scale)``, the image's size.
+    Returns the mask of the resized (padded or cropped) image.
+    """
+    mask = np.asarray(mask)
+    h, w = mask.shape[:2]
+    out_h, out_w = round(h * scale), round(w * scale)
+    if (out_h, out_w) != (h, w):
+        # Pixel-center mapping, as the bilinear image resize uses.
+        rows = np.minimum(((np.arange(out_h) + 0.5) * (h / out_h)).astype(np.intp), h - 1)
+        cols = np.minimum(((np.arange(out_w) + 0.5) * (w / out_w)).astype(np.intp), w - 1)
+        mask = mask[rows][:, cols]
+    if crop is not None:
+        y, x, ch, cw = crop
+        return mask[y:y + ch, x:x + cw]
+    (top, bottom), (left, right) = padding[0], padding[1]
+    return _pad(mask, padding, (out_h + top + bottom, out_w + left + right))
+
+
+# ---------------------------------------------------------------------------- mini masks
+def minimize_mask(bbox, mask, mini_shape):
+    """Crop each instance mask to its box and resize it to ``mini_shape`` (saves memory).
+
+    bbox: int [N, 4] pixel boxes (from `extract_bboxes`); mask: [H, W, N] bool;
+    mini_shape: (height, width).
+    Returns bool [mini_h, mini_w, N]. Raises ValueError for an instance whose box is empty.
+    """
+    bbox = np.asarray(bbox)
+    mask = np.asarray(mask)
+    mini_h, mini_w = int(mini_shape[0]), int(mini_shape[1])
+    mini_mask = np.zeros((mini_h, mini_w, mask.shape[-1]), dtype=bool)
+    for i in range(mask.shape[-1]):
+        y1, x1, y2, x2 = (int(v) for v in bbox[i][:4])
+        m = mask[y1:y2, x1:x2, i]
+        if m.size == 0:
+            raise ValueError(f"minimize_mask: instance {i} has an empty box {[y1, x1, y2, x2]}")
+        m = _resize_plane(m.astype(np.float32), mini_h, mini_w)
+        mini_mask[:, :, i] = m >= 0.5
+    return mini_mask
+
+
+def _paste(full, m, y1, x1):
+    """Write ``m`` into 2-D ``full`` at (y1, x1), clipping to ``full``'s bounds."""
+    h, w = m.shape
+    fy1, fx1 = max(y1, 0), max(x1, 0)
+    fy2, fx2 = min(y1 + h, full.shape[0]), min(x1 + w, full.shape[1])
+    if fy2 > fy1 and fx2 > fx1:
+        full[fy1:fy2, fx1:fx2] = m[fy1 - y1:fy2 - y1, fx1 - x1:fx2 - x1]
+
+
+def expand_mask(bbox, mini_mask, image_shape):
+    """Inverse of `minimize_mask`: paste each mini mask back into its box.
+
+    bbox: int [N, 4] pixel boxes; mini_mask: [mini_h, mini_w, N]; image_shape: (H, W, ...).
+    Returns bool [H, W, N]. Boxes with zero area give empty masks.
+    """
+    bbox = np.asarray(bbox)
+    mini_mask = np.asarray(mini_mask)
+    n = mini_mask.shape[-1]
+    mask = np.zeros((int(image_shape[0]), int(image_shape[1]), n), dtype=bool)
+    for i in range(n):
+        y1, x1, y2, x2 = (int(v) for v in bbox[i][:4])
+        if y2 <= y1 or x2 <= x1:
+            continue
+        m = _resize_plane(mini_mask[:, :, i].astype(np.float32), y2 - y1, x2 - x1)
+        _paste(mask[:, :, i], m >= 0.5, y1, x1)
+    return mask
+
+
+def unmold_mask(mask, bbox, image_shape):
+    """Paste a mask predicted for one box into a full-image mask.
+
+    mask: float [h, w] (e.g. the 28x28 output of the mask head, values in [0, 1]);
+    bbox: pixel ``(y1, x1, y2, x2)``; image_shape: (H, W, ...).
+    Returns bool [H, W]: the mask resized to the box, thresholded at 0.5; parts of the box
+    outside the image are dropped.
+    """
+    threshold = 0.5
+    y1, x1, y2, x2 = (int(v) for v in np.asarray(bbox)[:4])
+    full_mask = np.zeros((int(image_shape[0]), int(image_shape[1])), dtype=bool)
+    if y2 <= y1 or x2 <= x1:
+        return full_mask
+    m = _resize_plane(np.asarray(mask, np.float32), y2 - y1, x2 - x1)
+    _paste(full_mask, m >= threshold, y1, x1)
+    return full_mask
+
+
+# ---------------------------------------------------------------------------- molding
+def mold_image(images, config):
+    """Network input from RGB images: float32, ``config.MEAN_PIXEL`` subtracted.
+
+    images: [..., H, W, C] of any numeric dtype. Returns float32, same shape.
+    """
+    return np.asarray(images, np.float32) - np.asarray(config.MEAN_PIXEL, np.float32)
+
+
+def unmold_image(normalized_images, config):
+    """Inverse of `mold_image`: add ``config.MEAN_PIXEL``, round, clip to [0, 255], uint8."""
+    images = np.asarray(normalized_images, np.float32) + np.asarray(config.MEAN_PIXEL, np.float32)
+    return np.clip(np.rint(images), 0, 255).astype(np.uint8)
