@@ -16,7 +16,8 @@ from mrcnn.layers.norm import BatchNorm
 
 
 def bn_is_folded(bn, training):
-    """True when ``bn`` is linked to a conv and behaves as a fixed affine map for this call."""
+    """True when ``bn`` is linked to a conv and acts as a fixed affine map for this call
+    (frozen statistics: TRAIN_BN False, or not a training call)."""
     return bn is not None and bn.folded and (not bn.train_bn or not training)
 
 

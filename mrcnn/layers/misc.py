@@ -27,3 +27,23 @@ class DetectionBoxes(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (4,)
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class LeadingRois(keras.layers.Layer):
+    """[N, T, ...] -> [N, count, ...]: the first ``count`` ROIs of each image."""
+
+    def __init__(self, count, **kwargs):
+        super().__init__(**kwargs)
+        self.count = int(count)
+
+    def call(self, x):
+        return x[:, :self.count]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.count) + tuple(input_shape[2:])
+
+    def get_config(self):
+        config = super().get_config()
+        config["count"] = self.count
+        return config

@@ -1,6 +1,7 @@
 """Batch normalization whose statistics can be frozen independently of ``trainable``."""
 
 import keras
+import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -20,11 +21,16 @@ class BatchNorm(keras.layers.BatchNormalization):
         self.folded = False
 
     def call(self, inputs, training=None):
-        if not self.train_bn:
-            training = False
-        if self.folded and not training:
-            return inputs
-        return super().call(inputs, training=training)
+        if self.folded and (not self.train_bn or not training):
+            return inputs  # the conv before this layer applied it (mrcnn.layers.conv)
+        if training and self.train_bn and self.trainable:
+            return super().call(inputs, training=True)
+        # Frozen statistics: one fused pass (Keras lowers it to separate multiply and add).
+        y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            inputs, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32),
+            tf.cast(self.moving_mean, tf.float32), tf.cast(self.moving_variance, tf.float32),
+            epsilon=self.epsilon, is_training=False)
+        return y
 
     def get_config(self):
         config = super().get_config()

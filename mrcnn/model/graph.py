@@ -13,7 +13,7 @@ from mrcnn.heads.rpn import apply_rpn, build_rpn_model
 from mrcnn.layers.anchors import AnchorsLayer
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.detection_targets import DetectionTargetLayer
-from mrcnn.layers.misc import DetectionBoxes, NormBoxes
+from mrcnn.layers.misc import DetectionBoxes, LeadingRois, NormBoxes
 from mrcnn.layers.proposals import ProposalLayer
 
 # Output names of each mode, in Matterport's order.
@@ -31,6 +31,11 @@ def _backbone_features(input_image, config):
         _, c2, c3, c4, c5 = resnet_graph(input_image, config.BACKBONE, stage5=True,
                                          train_bn=config.TRAIN_BN)
     return build_fpn(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE)
+
+
+def mask_roi_count(config):
+    """Rows of the sampled ROIs that can be positive: the mask head's batch in training."""
+    return max(1, int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO))
 
 
 def training_inputs(config):
@@ -103,8 +108,12 @@ def build_graph(mode, config):
         class_logits, class_probs, bbox = fpn_classifier_graph(
             rois, head_maps, meta, config.POOL_SIZE, num_classes, config.TRAIN_BN,
             config.FPN_CLASSIF_FC_LAYERS_SIZE)
-        mask = build_fpn_mask_graph(rois, head_maps, meta, config.MASK_POOL_SIZE, num_classes,
-                                    config.TRAIN_BN, mask_channels)
+        # The mask loss only sees positive ROIs, and DetectionTargetLayer puts them first (at
+        # most int(T * ROI_POSITIVE_RATIO)), so the mask head runs on those rows alone: the same
+        # loss and gradients as Matterport's head over all T ROIs, at a third of the cost.
+        mask_rois = LeadingRois(mask_roi_count(config), name="mask_rois")(rois)
+        mask = build_fpn_mask_graph(mask_rois, head_maps, meta, config.MASK_POOL_SIZE,
+                                    num_classes, config.TRAIN_BN, mask_channels)
         values = (rpn_class_logits, rpn_class, rpn_bbox, class_logits, class_probs, bbox, mask,
                   rpn_rois, rois, target_class_ids, target_bbox, target_mask)
         return inputs, dict(zip(TRAINING_OUTPUTS, values))

@@ -80,11 +80,14 @@ def mrcnn_bbox_loss(target_bbox, target_class_ids, pred_bbox):
 def mrcnn_mask_loss(target_masks, target_class_ids, pred_masks):
     """Mask binary cross entropy over positive ROIs, on each ROI's true class channel.
 
-    target_masks: [N, T, h, w] in {0, 1}; target_class_ids: [N, T]; pred_masks: [N, T, h, w, C]
-    probabilities.
+    target_masks: [N, T, h, w] in {0, 1}; target_class_ids: [N, T]; pred_masks:
+    [N, K, h, w, C] probabilities for the first K <= T ROIs (the training graph predicts masks
+    only for the rows that can hold positives; see ``mrcnn.model.graph``).
     """
-    ids = tf.reshape(tf.cast(target_class_ids, tf.int32), [-1])
     ps = tf.shape(pred_masks)
+    target_class_ids = target_class_ids[:, :ps[1]]
+    target_masks = target_masks[:, :ps[1]]
+    ids = tf.reshape(tf.cast(target_class_ids, tf.int32), [-1])
     target = tf.reshape(tf.cast(target_masks, tf.float32), [-1, ps[2], ps[3]])
     pred = tf.transpose(tf.reshape(tf.cast(pred_masks, tf.float32), [-1, ps[2], ps[3], ps[4]]),
                         [0, 3, 1, 2])
@@ -98,7 +101,8 @@ def mrcnn_mask_loss(target_masks, target_class_ids, pred_masks):
 
 def weight_decay_loss(variables, weight_decay):
     """Matterport's L2 term: sum over weights (not BN gamma/beta) of decay * sum(w^2) / size(w)."""
-    terms = [weight_decay * tf.reduce_sum(tf.square(tf.cast(v, tf.float32)))
+    # l2_loss is sum(w^2) / 2 in one fused kernel.
+    terms = [2.0 * weight_decay * tf.nn.l2_loss(tf.cast(v, tf.float32))
              / tf.cast(tf.size(v), tf.float32)
              for v in variables if not _is_bn_scale_or_shift(v)]
     return tf.add_n(terms) if terms else tf.constant(0.0)
