@@ -215,7 +215,7 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
                         steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
                         validation_data=val_seq,
                         validation_steps=config.VALIDATION_STEPS if val_seq else None,
-                        verbose=1)
+                        verbose="auto")
     maskrcnn.epoch = max(maskrcnn.epoch, epochs)
     return history
 
