@@ -304,3 +304,15 @@ def test_parse_image_meta_graph_and_batch_slice():
     np.testing.assert_allclose(first.numpy(), x.numpy()[:, :1])
     single = batch_slice(x, lambda a: a * 2, 3)
     np.testing.assert_allclose(single.numpy(), x.numpy() * 2)
+
+
+def test_paste_masks_equals_stacked_unmold_mask():
+    from mrcnn.image import paste_masks, unmold_mask
+    rng = np.random.default_rng(11)
+    masks = rng.uniform(size=(6, 28, 28)).astype(np.float32)
+    boxes = np.array([[0, 0, 10, 12], [5, 7, 40, 33], [30, 30, 50, 64], [-3, -4, 8, 9],
+                      [10, 10, 10, 20], [45, 50, 70, 90]])  # partly outside, empty, overflowing
+    got = paste_masks(masks, boxes, (50, 64, 3))
+    expected = np.stack([unmold_mask(m, b, (50, 64, 3)) for m, b in zip(masks, boxes)], axis=-1)
+    assert got.shape == (50, 64, 6) and got.dtype == bool
+    np.testing.assert_array_equal(got, expected)

@@ -221,3 +221,12 @@ def test_folded_batch_norm_equals_separate_layers(train_bn, training):
     np.testing.assert_allclose(folded_y, plain_y, rtol=1e-4, atol=1e-4)
     for a, b in zip(folded_g, plain_g):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+def test_upsample2x_equals_repeat_and_keras_upsampling():
+    import keras
+    from mrcnn.layers.misc import Upsample2x
+    x = np.random.default_rng(8).normal(size=(2, 3, 5, 4)).astype(np.float32)
+    expected = np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)
+    np.testing.assert_array_equal(Upsample2x()(x).numpy(), expected)
+    np.testing.assert_array_equal(keras.layers.UpSampling2D(2)(x).numpy(), expected)

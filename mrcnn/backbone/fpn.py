@@ -2,6 +2,8 @@
 
 from keras import layers
 
+from mrcnn.layers.misc import Upsample2x
+
 
 def build_fpn(c2, c3, c4, c5, pyramid_size):
     """Top-down pathway with lateral 1x1 connections, then 3x3 smoothing.
@@ -12,13 +14,13 @@ def build_fpn(c2, c3, c4, c5, pyramid_size):
     """
     p5 = layers.Conv2D(pyramid_size, 1, name="fpn_c5p5")(c5)
     p4 = layers.Add(name="fpn_p4add")([
-        layers.UpSampling2D(2, name="fpn_p5upsampled")(p5),
+        Upsample2x(name="fpn_p5upsampled")(p5),
         layers.Conv2D(pyramid_size, 1, name="fpn_c4p4")(c4)])
     p3 = layers.Add(name="fpn_p3add")([
-        layers.UpSampling2D(2, name="fpn_p4upsampled")(p4),
+        Upsample2x(name="fpn_p4upsampled")(p4),
         layers.Conv2D(pyramid_size, 1, name="fpn_c3p3")(c3)])
     p2 = layers.Add(name="fpn_p2add")([
-        layers.UpSampling2D(2, name="fpn_p3upsampled")(p3),
+        Upsample2x(name="fpn_p3upsampled")(p3),
         layers.Conv2D(pyramid_size, 1, name="fpn_c2p2")(c2)])
     p2 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p2")(p2)
     p3 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p3")(p3)

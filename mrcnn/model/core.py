@@ -15,7 +15,7 @@ import tensorflow as tf
 import keras
 
 from mrcnn import anchors as anchors_lib
-from mrcnn.image import mold_image, resize_image, to_rgb_uint8, unmold_mask
+from mrcnn.image import mold_image, paste_masks, resize_image, to_rgb_uint8
 from mrcnn.meta import compose_image_meta
 from mrcnn.model.graph import INFERENCE_OUTPUTS, build_graph
 from mrcnn.ops.boxes_np import denorm_boxes, norm_boxes
@@ -209,10 +209,7 @@ class MaskRCNN:
         boxes = denorm_boxes((boxes - shift) / scale, original_image_shape[:2])
         keep = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0
         boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
-        h, w = original_image_shape[:2]
-        full = np.zeros((h, w, len(boxes)), dtype=bool)
-        for i in range(len(boxes)):
-            full[..., i] = unmold_mask(masks[i], boxes[i], original_image_shape)
+        full = paste_masks(masks, boxes, original_image_shape)
         return boxes.astype(np.int32), class_ids, scores, full
 
     def _predict(self, molded_images, image_metas):
