@@ -204,13 +204,25 @@ def test_save_then_load_reproduces_detect_exactly(tmp_path):
             np.testing.assert_array_equal(x[key], y[key])
 
 
-def test_repeated_detect_does_not_retrace(tiny_inference_model):
-    image = _image(np.random.default_rng(4), (100, 100, 3))
-    tiny_inference_model.detect([image])
-    traces = tiny_inference_model._predict_fn.experimental_get_tracing_count()
-    for _ in range(30):
+def _rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_repeated_detect_neither_retraces_nor_grows_memory(tiny_inference_model):
+    rng = np.random.default_rng(4)
+    # Images of different sizes that mold to the same square shape share one trace.
+    images = [_image(rng, (100, 100, 3)), _image(rng, (90, 120, 3)), _image(rng, (128, 70, 3))]
+    for image in images * 10:  # warm up: allocator pools and caches settle
         tiny_inference_model.detect([image])
+    traces = tiny_inference_model._predict_fn.experimental_get_tracing_count()
+    settled = _rss_bytes()
+    for i in range(200):
+        tiny_inference_model.detect([images[i % 3]])
     assert tiny_inference_model._predict_fn.experimental_get_tracing_count() == traces
+    # A leak of even one molded image (128 x 128 x 3 float32, 196 KB) per call would add 39 MB.
+    growth = _rss_bytes() - settled
+    assert growth < 20 * 2**20, "RSS grew by %.1f MB over 200 detect calls" % (growth / 2**20)
 
 
 def test_detect_batches_images_of_several_shapes(tiny_inference_model):
@@ -249,3 +261,51 @@ def test_invalid_mode_and_batch_size_errors(tmp_path):
     cfg.IMAGE_MAX_DIM = 100
     with pytest.raises(ValueError, match="IMAGE_MAX_DIM"):
         modellib.MaskRCNN("inference", cfg, str(tmp_path))
+
+
+def test_mask_head_runs_on_real_detections_only_and_output_keeps_its_shape():
+    from mrcnn.layers.misc import DetectionBoxes, LeadingRois
+    detections = np.zeros([2, 6, 6], np.float32)
+    detections[0, :3] = [[0.1, 0.1, 0.5, 0.5, 2, 0.9]] * 3
+    detections[1, :5] = [[0.2, 0.2, 0.6, 0.6, 1, 0.8]] * 5
+    boxes = np.asarray(DetectionBoxes()(detections))
+    # Five rows: the most real detections of any image; image 0's rows 3-4 are its zero padding.
+    np.testing.assert_array_equal(boxes, detections[:, :5, :4])
+    none = np.asarray(DetectionBoxes()(np.zeros([1, 6, 6], np.float32)))
+    assert none.shape == (1, 0, 4)
+    masks = np.random.default_rng(0).random([2, 5, 4, 4, 3]).astype(np.float32)
+    padded = np.asarray(LeadingRois(6)(masks))
+    assert padded.shape == (2, 6, 4, 4, 3)
+    np.testing.assert_array_equal(padded[:, :5], masks)
+    assert not padded[:, 5:].any()
+    np.testing.assert_array_equal(np.asarray(LeadingRois(3)(masks)), masks[:, :3])
+    assert LeadingRois(6).get_config()["count"] == 6
+
+
+def test_detect_masks_equal_the_mask_head_on_each_detection_box(tiny_inference_model):
+    """Trimming the mask head's rows must not change any detection's mask."""
+    model = tiny_inference_model
+    image = _image(np.random.default_rng(9), (128, 128, 3))
+    molded, metas, _ = model.mold_inputs([image])
+    detections, masks = model._predict(molded, metas)
+    n = int(np.count_nonzero(detections[0, :, 4] > 0))
+    assert 0 < n
+    # The mask head alone, on the detection boxes padded to all D rows as Matterport runs it.
+    import keras
+    probe = keras.Model(
+        model.keras_model.inputs,
+        [model.keras_model.get_layer(name).output
+         for name in ("fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5")])
+    feature_maps = probe({"input_image": molded, "input_image_meta": metas})
+    km = model.keras_model
+    x = km.get_layer("roi_align_mask")([detections[:, :, :4], metas] + list(feature_maps))
+    x = km.get_layer("mask_merge_rois")(x)
+    for i in range(1, 5):
+        x = km.get_layer("mrcnn_mask_conv%d" % i)(x)
+        x = km.get_layer("mrcnn_mask_bn%d" % i)(x)
+        x = keras.activations.relu(x)
+    x = km.get_layer("mrcnn_mask")(km.get_layer("mrcnn_mask_deconv")(x))
+    full = np.asarray(x).reshape((1, -1) + tuple(x.shape[1:]))
+    class_ids = detections[0, :n, 4].astype(int)
+    expected = full[0, np.arange(n), :, :, class_ids]
+    np.testing.assert_allclose(masks[0, :n], expected, atol=1e-5)

@@ -20,25 +20,38 @@ class NormBoxes(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionBoxes(keras.layers.Layer):
-    """[N, D, 6] detections -> [N, D, 4] their normalized boxes."""
+    """[N, D, 6] detections -> [N, n, 4] normalized boxes of their first n rows.
+
+    n is the largest number of real detections (class id > 0) of any image in the batch. The
+    DetectionLayer sorts detections by score and zero-pads the tail, so rows past n are padding
+    in every image: the mask head, the costliest part of inference after the backbone, then runs
+    on the detections alone instead of on all D rows.
+    """
 
     def call(self, detections):
-        return detections[..., :4]
+        real = tf.cast(detections[..., 4] > 0, tf.int32)
+        n = tf.reduce_max(tf.reduce_sum(real, axis=1))
+        return detections[:, :n, :4]
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (4,)
+        return (input_shape[0], None, 4)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class LeadingRois(keras.layers.Layer):
-    """[N, T, ...] -> [N, count, ...]: the first ``count`` ROIs of each image."""
+    """[N, T, ...] -> [N, count, ...]: the first ``count`` ROIs of each image, zero rows
+    appended when T < count."""
 
     def __init__(self, count, **kwargs):
         super().__init__(**kwargs)
         self.count = int(count)
 
     def call(self, x):
-        return x[:, :self.count]
+        x = x[:, :self.count]
+        pad = self.count - tf.shape(x)[1]
+        paddings = tf.concat([[[0, 0], [0, pad]], tf.zeros([tf.rank(x) - 2, 2], tf.int32)], 0)
+        return tf.ensure_shape(tf.pad(x, paddings),
+                               (x.shape[0], self.count) + tuple(x.shape[2:]))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.count) + tuple(input_shape[2:])

@@ -192,7 +192,8 @@ class MaskRCNN:
         """Detections of one image in original-image pixels.
 
         detections: [D, 6] (y1, x1, y2, x2 normalized to the molded image, class_id, score);
-        mrcnn_mask: [D, mh, mw, C]; window: (y1, x1, y2, x2) molded pixels.
+        mrcnn_mask: [D, mh, mw, C] float (Matterport's layout), or [D, mh, mw] already holding
+        each detection's own class; window: (y1, x1, y2, x2) molded pixels.
         Returns boxes [n, 4] int32, class_ids [n] int32, scores [n] float32,
         masks [H, W, n] bool at the original size.
         """
@@ -200,7 +201,8 @@ class MaskRCNN:
         boxes = detections[:n, :4]
         class_ids = detections[:n, 4].astype(np.int32)
         scores = detections[:n, 5].astype(np.float32)
-        masks = mrcnn_mask[np.arange(n), :, :, class_ids]
+        masks = (mrcnn_mask[:n] if mrcnn_mask.ndim == 3
+                 else mrcnn_mask[np.arange(n), :, :, class_ids])
         # Boxes are normalized to the padded image: re-express them relative to the window.
         wy1, wx1, wy2, wx2 = norm_boxes(np.asarray(window, np.float32)[None],
                                         image_shape[:2])[0]
@@ -221,7 +223,13 @@ class MaskRCNN:
             @tf.function(reduce_retracing=True)
             def predict(images, metas):
                 out = model({"input_image": images, "input_image_meta": metas}, training=False)
-                return out["mrcnn_detection"], out["mrcnn_mask"]
+                detections = out["mrcnn_detection"]
+                # Only each detection's own class mask leaves the graph: [N, D, mh, mw] instead
+                # of [N, D, mh, mw, C] (25 MB per image with COCO's 81 classes).
+                class_ids = tf.cast(detections[..., 4], tf.int32)
+                masks = tf.gather(tf.transpose(out["mrcnn_mask"], [0, 1, 4, 2, 3]), class_ids,
+                                  axis=2, batch_dims=2)
+                return detections, masks
 
             self._predict_fn = predict
         detections, masks = self._predict_fn(tf.convert_to_tensor(molded_images, tf.float32),

@@ -53,7 +53,7 @@ def training_inputs(config):
                                       dtype="bool"),
     }
     if not config.USE_RPN_ROIS:
-        inputs["input_rois"] = keras.Input((config.POST_NMS_ROIS_TRAINING, 4), name="input_roi")
+        inputs["input_roi"] = keras.Input((config.POST_NMS_ROIS_TRAINING, 4), name="input_roi")
     return inputs
 
 
@@ -100,7 +100,7 @@ def build_graph(mode, config):
         if config.USE_RPN_ROIS:
             target_rois = rpn_rois
         else:
-            target_rois = NormBoxes(name="norm_input_rois")([inputs["input_rois"], image])
+            target_rois = NormBoxes(name="norm_input_rois")([inputs["input_roi"], image])
         rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
             config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO, config.MASK_SHAPE,
             config.USE_MINI_MASK, config.BBOX_STD_DEV, name="proposal_targets")(
@@ -127,5 +127,6 @@ def build_graph(mode, config):
     detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
     mask = build_fpn_mask_graph(detection_boxes, head_maps, meta, config.MASK_POOL_SIZE,
                                 num_classes, config.TRAIN_BN, mask_channels)
+    mask = LeadingRois(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mask)
     values = (detections, class_probs, bbox, mask, rpn_rois, rpn_class, rpn_bbox)
     return inputs, dict(zip(INFERENCE_OUTPUTS, values))
