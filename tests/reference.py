@@ -105,3 +105,131 @@ def detections(rois, probs, deltas, window, max_instances, min_confidence, nms_t
     for row, i in enumerate(kept):
         out[row] = list(boxes[i]) + [class_ids[i], scores[i]]
     return out
+
+
+# ---------------------------------------------------------------------------- training targets
+def encode(box, gt, std):
+    """Deltas (dy, dx, log dh, log dw) / std taking pixel ``box`` onto ``gt`` (one pair)."""
+    h, w = box[2] - box[0], box[3] - box[1]
+    gh, gw = gt[2] - gt[0], gt[3] - gt[1]
+    cy, cx = box[0] + 0.5 * h, box[1] + 0.5 * w
+    gcy, gcx = gt[0] + 0.5 * gh, gt[1] + 0.5 * gw
+    return np.array([(gcy - cy) / h, (gcx - cx) / w, np.log(gh / h), np.log(gw / w)]) / std
+
+
+def rpn_match(anchors, gt_class_ids, gt_boxes):
+    """Matterport's anchor labels before subsampling, one anchor at a time.
+
+    anchors [A, 4], gt_boxes [G, 4] pixels; gt_class_ids [G] (negative = crowd).
+    Returns (match [A] int: 1 / -1 / 0, best_gt [A]: index into gt_boxes of each anchor's
+    best non-crowd box, -1 when there is none).
+    """
+    real = [g for g in range(len(gt_boxes)) if gt_class_ids[g] > 0]
+    crowd = [g for g in range(len(gt_boxes)) if gt_class_ids[g] < 0]
+    iou_table = [[iou(a, gt_boxes[g]) for g in real] for a in anchors]
+    match = np.zeros(len(anchors), int)
+    best_gt = np.full(len(anchors), -1)
+    for i, a in enumerate(anchors):
+        touches_crowd = any(iou(a, gt_boxes[g]) >= 0.001 for g in crowd)
+        best = max(iou_table[i]) if real else 0.0
+        if real:
+            best_gt[i] = real[int(np.argmax(iou_table[i]))]
+        if best < 0.3 and not touches_crowd:
+            match[i] = -1
+    for k, g in enumerate(real):
+        column = [iou_table[i][k] for i in range(len(anchors))]
+        top = max(column)
+        if top > 0:
+            for i in range(len(anchors)):
+                if column[i] == top:
+                    match[i] = 1
+    for i in range(len(anchors)):
+        if real and max(iou_table[i]) >= 0.7:
+            match[i] = 1
+    return match, best_gt
+
+
+# ---------------------------------------------------------------------------- losses
+def softmax_cross_entropy(logits, label):
+    z = np.asarray(logits, np.float64)
+    z = z - z.max()
+    return float(np.log(np.exp(z).sum()) - z[label])
+
+
+def smooth_l1(a, b):
+    d = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+    return np.where(d < 1.0, 0.5 * d * d, d - 0.5)
+
+
+def mean_or_zero(values):
+    flat = np.ravel(np.asarray(values, np.float64))
+    return float(flat.mean()) if flat.size else 0.0
+
+
+def rpn_class_loss(match, logits):
+    """match [N, A] (1 / -1 / 0), logits [N, A, 2]: mean cross entropy over non-ignored anchors."""
+    terms = [softmax_cross_entropy(logits[i, a], int(match[i, a] == 1))
+             for i in range(match.shape[0]) for a in range(match.shape[1]) if match[i, a] != 0]
+    return mean_or_zero(terms)
+
+
+def rpn_bbox_loss(target, match, pred):
+    """target [N, K, 4]: image i's positive deltas packed in anchor order; match [N, A];
+    pred [N, A, 4]. Mean smooth L1 over the positives' coordinates."""
+    terms = []
+    for i in range(match.shape[0]):
+        positives = [a for a in range(match.shape[1]) if match[i, a] == 1]
+        for row, a in enumerate(positives):
+            terms.extend(smooth_l1(target[i, row], pred[i, a]))
+    return mean_or_zero(terms)
+
+
+def mrcnn_class_loss(target_ids, logits, active):
+    """target_ids [N, T], logits [N, T, C], active [N, C]: cross entropy of ROIs whose predicted
+    class is active in their image, averaged over those ROIs."""
+    total, count = 0.0, 0.0
+    for i in range(target_ids.shape[0]):
+        for t in range(target_ids.shape[1]):
+            weight = float(active[i, int(np.argmax(logits[i, t]))])
+            total += weight * softmax_cross_entropy(logits[i, t], int(target_ids[i, t]))
+            count += weight
+    return total / count if count else 0.0
+
+
+def mrcnn_bbox_loss(target, target_ids, pred):
+    """target [N, T, 4], target_ids [N, T], pred [N, T, C, 4]: smooth L1 on positive ROIs'
+    true-class deltas."""
+    terms = []
+    for i in range(target_ids.shape[0]):
+        for t in range(target_ids.shape[1]):
+            c = int(target_ids[i, t])
+            if c > 0:
+                terms.extend(smooth_l1(target[i, t], pred[i, t, c]))
+    return mean_or_zero(terms)
+
+
+def mrcnn_mask_loss(target, target_ids, pred):
+    """target [N, T, h, w] in {0, 1}, target_ids [N, T], pred [N, K, h, w, C] probabilities of
+    the first K ROIs: binary cross entropy (probabilities clipped to [1e-7, 1 - 1e-7]) over the
+    pixels of positive ROIs, on their true-class channel."""
+    terms = []
+    for i in range(pred.shape[0]):
+        for t in range(pred.shape[1]):
+            c = int(target_ids[i, t])
+            if c > 0:
+                # Clipped in float32 as Keras does: 1 - 1e-7 rounds to 1 - 1.19e-7.
+                eps = np.float32(1e-7)
+                p = np.clip(pred[i, t, :, :, c].astype(np.float32), eps,
+                            np.float32(1) - eps).astype(np.float64)
+                y = target[i, t]
+                terms.extend(-(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return mean_or_zero(terms)
+
+
+def weight_decay(named_arrays, decay):
+    """Matterport: sum over weights not named gamma/beta of decay * sum(w^2) / size(w).
+
+    named_arrays: [(short name, array)].
+    """
+    return sum(decay * float(np.sum(np.square(w, dtype=np.float64))) / w.size
+               for name, w in named_arrays if name not in ("gamma", "beta"))

@@ -230,3 +230,90 @@ def test_upsample2x_equals_repeat_and_keras_upsampling():
     expected = np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)
     np.testing.assert_array_equal(Upsample2x()(x).numpy(), expected)
     np.testing.assert_array_equal(keras.layers.UpSampling2D(2)(x).numpy(), expected)
+
+
+# Hand-made DetectionTargetLayer scene on an 11 x 11 image (normalized = pixel / 10 for the
+# box corners, so the crop sample positions land on round numbers). Pixel gt boxes:
+# gt1 rows 0-10, cols 0-4 -> normalized (0, 0, 1, 0.4); gt2 rows 6-10, cols 6-10 ->
+# (0.6, 0.6, 1, 1).
+_GT_BOXES = np.array([[0.0, 0.0, 1.0, 0.4], [0.6, 0.6, 1.0, 1.0], [0, 0, 0, 0]], np.float32)
+_GT_IDS = np.array([3, 2, 0], np.int32)
+_PROPOSALS = np.zeros((8, 4), np.float32)
+_PROPOSALS[:5] = [[0.0, 0.1, 1.0, 0.5],    # p0: gt1 IoU 0.3 / 0.5 = 0.6  -> positive
+                  [0.0, 0.8, 0.2, 1.0],    # p1: no overlap              -> negative
+                  [0.6, 0.6, 1.0, 1.0],    # p2: gt2 IoU 1               -> positive
+                  [0.2, 0.5, 0.4, 0.7],    # p3: no overlap              -> negative
+                  [0.0, 0.0, 1.0, 0.9]]    # p4: gt1 IoU 0.4 / 0.9 = 0.44 -> negative
+
+
+def _targets(masks, use_mini_mask, mask_shape):
+    # T = 6, ratio 0.5: up to 3 positives; 2 exist, so int(2 / 0.5) - 2 = 2 negatives.
+    layer = DetectionTargetLayer(train_rois_per_image=6, roi_positive_ratio=0.5,
+                                 mask_shape=mask_shape, use_mini_mask=use_mini_mask,
+                                 bbox_std_dev=STD)
+    return [t.numpy()[0] for t in layer([_PROPOSALS[None], _GT_IDS[None], _GT_BOXES[None],
+                                         masks[None]])]
+
+
+def _check_sampling(rois, ids, deltas):
+    which = [next((p for p in range(5) if np.allclose(r, _PROPOSALS[p])), None) for r in rois]
+    assert sorted(which[:2]) == [0, 2]                   # positives first, in either order
+    assert set(which[2:4]) <= {1, 3, 4} and len(set(which[2:4])) == 2
+    assert not rois[4:].any()
+    assert list(ids[2:]) == [0, 0, 0, 0] and not deltas[2:].any()
+    row = {p: k for k, p in enumerate(which[:2])}
+    assert ids[row[0]] == 3 and ids[row[2]] == 2
+    # p0 -> gt1: centre x 0.3 -> 0.2 over width 0.4, same size; p2 is gt2 itself.
+    np.testing.assert_allclose(deltas[row[0]], [0, -0.1 / 0.4 / 0.1, 0, 0], atol=1e-5)
+    np.testing.assert_allclose(deltas[row[2]], [0, 0, 0, 0], atol=1e-6)
+    return row
+
+
+def test_detection_targets_full_masks_hand_made():
+    masks = np.zeros((11, 11, 3), bool)
+    masks[:, :5, 0] = True
+    masks[6:, 6:, 1] = True
+    masks[6:8, 9:, 1] = False  # gt2 misses its top-right 2 x 2 corner
+    rois, ids, deltas, tmasks = _targets(masks, False, (6, 6))
+    row = _check_sampling(rois, ids, deltas)
+    # p0 samples columns 1, 1.8, 2.6, 3.4, 4.2, 5 of rows 0, 2, ..., 10: bilinear 1, 1, 1, 1,
+    # 0.8, 0 -> rounded 1, 1, 1, 1, 1, 0.
+    np.testing.assert_array_equal(tmasks[row[0]], np.tile([1, 1, 1, 1, 1, 0], (6, 1)))
+    # p2 samples 6, 6.8, 7.6, 8.4, 9.2, 10 both ways; rows 6 and 6.8 see the cut corner
+    # (8.4 -> 0.6 -> 1, 9.2 and 10 -> 0), from 7.6 down row 8 outweighs it.
+    expected = np.ones((6, 6))
+    expected[:2, 4:] = 0
+    np.testing.assert_array_equal(tmasks[row[2]], expected)
+    assert not tmasks[2:].any()
+
+
+def test_detection_targets_mini_masks_hand_made():
+    # 4 x 4 mini masks in each gt box's own frame.
+    mini = np.zeros((4, 4, 3), bool)
+    mini[:, :, 0] = np.outer([1, 1, 1, 0], [0, 1, 1, 0])
+    mini[:, :, 1] = np.outer([0, 1, 1, 1], [1, 1, 1, 1])
+    rois, ids, deltas, tmasks = _targets(mini, True, (5, 5))
+    row = _check_sampling(rois, ids, deltas)
+    # p0 in gt1's frame is (0, 0.25, 1, 1.25): rows sampled at 0, .75, 1.5, 2.25, 3 -> 1, 1, 1,
+    # .75, 0; columns at .75, 1.5, 2.25, 3, 3.75 (outside: 0) -> .75, 1, .75, 0, 0. The mask is
+    # separable, so each target pixel is a product (smallest nonzero .5625 -> 1).
+    np.testing.assert_array_equal(tmasks[row[0]], np.outer([1, 1, 1, 1, 0], [1, 1, 1, 0, 0]))
+    # p2 is gt2's own box: rows 0, .75, ... -> 0, .75, 1, 1, 1.
+    np.testing.assert_array_equal(tmasks[row[2]], np.outer([0, 1, 1, 1, 1], np.ones(5)))
+    assert not tmasks[2:].any()
+
+
+def test_detection_targets_cap_positives_by_ratio():
+    gt = np.array([[0.2, 0.2, 0.6, 0.6]], np.float32)
+    proposals = np.concatenate([
+        np.tile(gt, (10, 1)) + np.linspace(0, 0.05, 10)[:, None],    # IoU >= 0.6: positives
+        [[0.8 + 0.01 * k, 0.8, 0.9 + 0.01 * k, 0.9] for k in range(10)],  # negatives
+    ]).astype(np.float32)
+    masks = np.ones((1, 8, 8, 1), bool)
+    layer = DetectionTargetLayer(8, 0.25, (4, 4), True, STD)
+    rois, ids, _, _ = [t.numpy()[0] for t in layer([proposals[None], np.array([[1]], np.int32),
+                                                    gt[None], masks])]
+    # int(8 * 0.25) = 2 positives, then int(2 / 0.25) - 2 = 6 negatives.
+    assert list(ids) == [1, 1, 0, 0, 0, 0, 0, 0]
+    assert all(np.any(np.all(np.isclose(r, proposals[:10]), axis=1)) for r in rois[:2])
+    assert all(np.any(np.all(np.isclose(r, proposals[10:]), axis=1)) for r in rois[2:])

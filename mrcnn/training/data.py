@@ -86,6 +86,28 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=No
     return image, meta, class_ids, bbox, mask
 
 
+def _describe_image(dataset, image_id):
+    """``id N`` plus the image's reference (file path, URL...) when the data set has one."""
+    text = "id %s" % (image_id,)
+    try:
+        ref = dataset.image_reference(image_id) or dataset.image_info[image_id].get("path")
+    except Exception:  # noqa: BLE001 - the description must never hide the original error
+        ref = None
+    return "%s (%s)" % (text, ref) if ref else text
+
+
+def _with_context(err, message):
+    """An exception of ``err``'s type carrying ``message``; for types whose constructor needs
+    more than a message (UnicodeDecodeError, json.JSONDecodeError...), the nearest of OSError /
+    ValueError, so ``except`` clauses written for the original still catch it."""
+    for cls in (type(err), OSError if isinstance(err, OSError) else ValueError):
+        try:
+            return cls(message)
+        except Exception:  # noqa: BLE001 - constructor signature differs; try the next
+            continue
+    return RuntimeError(message)
+
+
 def generate_random_rois(image_shape, count, gt_boxes, rng):
     """ROIs for USE_RPN_ROIS = False: 90% around the ground-truth boxes, the rest anywhere.
 
@@ -121,21 +143,29 @@ class MaskRCNNSequence(keras.utils.PyDataset):
     """Batches of training inputs for ``MaskRCNNTrainer``.
 
     Each item is a dict keyed by the training model's input names: input_image [B, H, W, 3]
-    float32 (mean-subtracted), input_image_meta [B, META], input_rpn_match [B, A, 1] int32,
-    input_rpn_bbox [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4], input_gt_class_ids [B, MAX_GT] int32,
-    input_gt_boxes [B, MAX_GT, 4] pixels, input_gt_masks [B, h, w, MAX_GT] bool (and input_rois
-    with USE_RPN_ROIS False). Images without instances are skipped (as Matterport does).
+    float32 (mean-subtracted), input_image_meta [B, META] float32, input_rpn_match [B, A, 1]
+    int32, input_rpn_bbox [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4] float32, input_gt_class_ids
+    [B, MAX_GT] int32, input_gt_boxes [B, MAX_GT, 4] float32 pixels, input_gt_masks
+    [B, h, w, MAX_GT] uint8 in {0, 1} (h, w: MINI_MASK_SHAPE or IMAGE_SHAPE), and with
+    USE_RPN_ROIS False input_roi [B, POST_NMS_ROIS_TRAINING, 4] float32 pixels.
+    Images without instances are skipped (as Matterport does).
+
+    The masks travel as uint8, not bool: under a ``tf.distribute`` strategy Keras averages the
+    first batch across replicas to build the model, and TensorFlow cannot add booleans.
+    ``name`` ("training", "validation") only labels error messages.
 
     Batch ``idx`` is a pure function of (seed, idx), so worker threads need no shared state and
     every pass over the data uses a new shuffle.
     """
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None,
-                 no_augmentation_sources=None, steps=None, seed=None, workers=1, **kwargs):
+                 no_augmentation_sources=None, steps=None, seed=None, workers=1, name=None,
+                 **kwargs):
         super().__init__(workers=workers, use_multiprocessing=False, **kwargs)
+        self.label = ("%s data set" % name) if name else "data set"
         if len(dataset.image_ids) == 0:
-            raise ValueError("The data set %s has no images: did you add images and call "
-                             "prepare()?" % type(dataset).__name__)
+            raise ValueError("The %s (%s) has no images: did you add images and call "
+                             "prepare()?" % (self.label, type(dataset).__name__))
         self.dataset = dataset
         self.config = config
         self.shuffle = shuffle
@@ -175,9 +205,9 @@ class MaskRCNNSequence(keras.utils.PyDataset):
             image, meta, class_ids, boxes, masks = load_image_gt(
                 self.dataset, config, image_id, augmentation=augmentation)
         except (OSError, ValueError) as err:
-            ref = self.dataset.image_reference(image_id)
-            raise type(err)("Failed to load training image %s (id %s): %s"
-                            % (ref, image_id, err)) from err
+            raise _with_context(err, "Failed to load image %s of the %s (%s): %s" % (
+                _describe_image(self.dataset, image_id), self.label, type(self.dataset).__name__,
+                err)) from err
         if not np.any(class_ids > 0):
             return None
         rpn_match, rpn_bbox = build_rpn_targets(self.anchors, class_ids, boxes,
@@ -194,14 +224,14 @@ class MaskRCNNSequence(keras.utils.PyDataset):
             "input_rpn_bbox": rpn_bbox,
             "input_gt_class_ids": np.zeros([g], np.int32),
             "input_gt_boxes": np.zeros([g, 4], np.float32),
-            "input_gt_masks": np.zeros(masks.shape[:2] + (g,), bool),
+            "input_gt_masks": np.zeros(masks.shape[:2] + (g,), np.uint8),
         }
         k = len(class_ids)
         item["input_gt_class_ids"][:k] = class_ids
         item["input_gt_boxes"][:k] = boxes
         item["input_gt_masks"][:, :, :k] = masks
         if not config.USE_RPN_ROIS:
-            item["input_rois"] = generate_random_rois(
+            item["input_roi"] = generate_random_rois(
                 image.shape, config.POST_NMS_ROIS_TRAINING, boxes, rng).astype(np.float32)
         return item
 
@@ -214,8 +244,8 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         tried = 0
         while len(items) < self.batch_size:
             if tried > n + self.batch_size and not items:
-                raise ValueError("No image of the data set %s has instances to train on"
-                                 % type(self.dataset).__name__)
+                raise ValueError("No image of the %s (%s) has instances to train on"
+                                 % (self.label, type(self.dataset).__name__))
             item = self.load_one(self._image_at(position), rng)
             position += 1
             tried += 1

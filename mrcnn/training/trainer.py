@@ -193,9 +193,11 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
     workers = workers or min(4, os.cpu_count() or 1)
     train_seq = MaskRCNNSequence(train_dataset, config, shuffle=True, augmentation=augmentation,
                                  no_augmentation_sources=no_augmentation_sources,
-                                 steps=config.STEPS_PER_EPOCH, workers=workers)
+                                 steps=config.STEPS_PER_EPOCH, workers=workers,
+                                 name="training")
     val_seq = (MaskRCNNSequence(val_dataset, config, shuffle=True,
-                                steps=config.VALIDATION_STEPS, workers=workers)
+                                steps=config.VALIDATION_STEPS, workers=workers,
+                                name="validation")
                if val_dataset is not None else None)
     os.makedirs(maskrcnn.log_dir, exist_ok=True)
     callbacks = [
