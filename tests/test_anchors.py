@@ -2,13 +2,16 @@ import numpy as np
 import pytest
 
 from mrcnn.anchors import (
+    best_anchor_iou,
     compute_backbone_shapes,
     generate_anchors,
     generate_pyramid_anchors,
     get_anchors,
+    kmeans_1d,
+    suggest_anchors,
 )
 from mrcnn.config import Config
-from mrcnn.ops.boxes_np import denorm_boxes
+from mrcnn.ops.boxes_np import compute_overlaps, denorm_boxes
 
 
 def reference_anchors(scales, ratios, shape, feature_stride, anchor_stride):
@@ -96,3 +99,75 @@ def test_pyramid_levels_are_concatenated_in_order():
                                                   generate_anchors(16, [1], (1, 1), 8, 1)]))
     with pytest.raises(ValueError, match="per pyramid level"):
         generate_pyramid_anchors((8,), [1], [[2, 2], [1, 1]], [4, 8], 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fitting anchors to boxes
+
+
+def boxes_of(heights, widths, centers):
+    """Pixel boxes [N, (y1, x1, y2, x2)] of the given sizes around the given (cy, cx) centres."""
+    h, w = np.asarray(heights, float), np.asarray(widths, float)
+    cy, cx = np.asarray(centers, float).T
+    return np.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=1)
+
+
+def test_kmeans_1d_finds_separated_clusters():
+    rng = np.random.default_rng(0)
+    truth = np.array([-3.0, 0.0, 2.0, 7.0])
+    values = np.concatenate([rng.normal(c, 0.1, size=n) for c, n in zip(truth, [5, 40, 10, 3])])
+    centers = kmeans_1d(rng.permutation(values), 4)
+    np.testing.assert_allclose(centers, truth, atol=0.1)
+    assert np.all(np.diff(centers) >= 0)
+    np.testing.assert_allclose(kmeans_1d([5.0, 5.0, 5.0], 2), [5.0, 5.0])
+    with pytest.raises(ValueError, match="no values"):
+        kmeans_1d([], 2)
+
+
+def test_suggest_anchors_recovers_the_sizes_and_ratios_boxes_were_drawn_around():
+    rng = np.random.default_rng(1)
+    true_scales, true_ratios = [12, 30, 70, 150, 330], [0.4, 1.0, 2.5]
+    # Unequal group sizes, +-5 % jitter on both: k-means must not just split the largest group.
+    n = 600
+    s = np.array(true_scales)[rng.integers(0, 5, n)] * rng.uniform(0.95, 1.05, n)
+    r = np.array(true_ratios)[rng.choice(3, n, p=[0.2, 0.5, 0.3])] * rng.uniform(0.95, 1.05, n)
+    boxes = boxes_of(s / np.sqrt(r), s * np.sqrt(r), rng.uniform(100, 900, (n, 2)))
+    scales, ratios = suggest_anchors(boxes, num_scales=5, num_ratios=3)
+    np.testing.assert_allclose(scales, true_scales, rtol=0.05)
+    np.testing.assert_allclose(ratios, true_ratios, rtol=0.05)
+    # Degenerate boxes are ignored, not clustered as zero sizes.
+    with_empty = np.concatenate([boxes, [[5, 5, 5, 9], [3, 3, 1, 8]]])
+    np.testing.assert_allclose(suggest_anchors(with_empty)[0], scales)
+    with pytest.raises(ValueError, match="positive height and width"):
+        suggest_anchors([[0, 0, 0, 10]])
+
+
+def test_best_anchor_iou_equals_brute_force_over_the_pyramid():
+    rng = np.random.default_rng(2)
+    image_shape = (192, 256, 3)
+    scales, ratios, strides = (10, 24, 40, 90, 150), [0.5, 1, 2], [4, 8, 16, 32, 64]
+    y = np.sort(rng.uniform(-10, 200, (300, 2)), axis=1)
+    x = np.sort(rng.uniform(-10, 265, (300, 2)), axis=1)
+    boxes = np.stack([y[:, 0], x[:, 0], y[:, 1], x[:, 1]], axis=1)
+    for anchor_stride in (1, 2):
+        feature_shapes = [[int(np.ceil(image_shape[0] / s)), int(np.ceil(image_shape[1] / s))]
+                          for s in strides]
+        anchors = generate_pyramid_anchors(scales, ratios, feature_shapes, strides, anchor_stride)
+        expected = compute_overlaps(boxes, anchors).max(axis=1)
+        got = best_anchor_iou(boxes, image_shape, scales, ratios, strides, anchor_stride)
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-6)
+
+
+def test_suggested_anchors_fit_better_than_mismatched_ones():
+    rng = np.random.default_rng(3)
+    # Tall boxes around 40 px in a 256 px image: the default 32..512 anchors fit them poorly.
+    n = 200
+    h = rng.uniform(45, 70, n)
+    boxes = boxes_of(h, h * rng.uniform(0.5, 0.7, n), rng.uniform(40, 216, (n, 2)))
+    strides = [4, 8, 16, 32, 64]
+    scales, ratios = suggest_anchors(boxes)
+    fitted = best_anchor_iou(boxes, (256, 256), scales, ratios, strides).mean()
+    default = best_anchor_iou(boxes, (256, 256), (32, 64, 128, 256, 512), [0.5, 1, 2],
+                              strides).mean()
+    assert fitted > default + 0.05, (fitted, default)
+    assert np.all(ratios < 1)  # tall boxes: width / height below 1
