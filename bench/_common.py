@@ -10,11 +10,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def gemm_gflops(n=1024, repeats=10):
+    """Measured float32 matrix-multiply throughput of TensorFlow here (GFLOP/s).
+
+    Shared and virtual machines vary from hour to hour; printing this beside every figure lets a
+    reader tell a slower library from a slower machine.
+    """
+    import tensorflow as tf
+    a = tf.random.normal([n, n])
+    matmul = tf.function(lambda a: tf.matmul(a, a))
+    times = timed(lambda: matmul(a).numpy(), repeats, warmup=2)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
 def machine():
     import tensorflow as tf
-    return "%s, %d CPU cores, Python %s, TensorFlow %s" % (
-        platform.processor() or platform.machine(), os.cpu_count(), platform.python_version(),
-        tf.__version__)
+    return ("%s, %d CPU cores, Python %s, TensorFlow %s, GPUs %d, oneDNN %s; "
+            "float32 matmul %.0f GFLOP/s" % (
+                platform.processor() or platform.machine(), os.cpu_count(),
+                platform.python_version(), tf.__version__,
+                len(tf.config.list_physical_devices("GPU")),
+                "on" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1" else "off",
+                gemm_gflops()))
 
 
 def timed(fn, repeats, warmup=1):

@@ -19,6 +19,10 @@ Additions to Matterport's settings (not present there):
 
 - ``WARMUP_STEPS`` (default 0): number of optimizer steps over which the learning rate rises
   linearly from 0 to ``LEARNING_RATE`` at the start of training.
+- ``BATCH_NORM_MOMENTUM`` (default 0.99, Keras' default, i.e. Matterport's behaviour): momentum
+  of the moving mean/variance of every batch-norm layer the graph builds. It only matters with
+  ``TRAIN_BN = True``; 0.9 lets the statistics keep up when training from scratch at a high
+  learning rate.
 - ``BACKBONE`` also accepts ``"resnet18"``, a light backbone meant for CPU runs and tests.
 """
 
@@ -188,6 +192,11 @@ class Config:
 
     # Train batch-normalization layers (False freezes them: batches are usually too small).
     TRAIN_BN = False
+
+    # Addition (not Matterport): momentum of the batch-norm moving statistics, used only when
+    # TRAIN_BN is True. 0.99 (Keras' default) averages over ~100 steps, which lags behind
+    # weights trained from scratch at a high learning rate; 0.9 (PyTorch's default) keeps up.
+    BATCH_NORM_MOMENTUM = 0.99
 
     # Gradient norm clipping.
     GRADIENT_CLIP_NORM = 5.0
@@ -389,6 +398,9 @@ class Config:
                 not _is_number(self.GRADIENT_CLIP_NORM) or self.GRADIENT_CLIP_NORM <= 0):
             fail("GRADIENT_CLIP_NORM", "must be a positive number or None",
                  "use e.g. 5.0, or None to disable clipping")
+        if not _is_number(self.BATCH_NORM_MOMENTUM) or not 0 < self.BATCH_NORM_MOMENTUM < 1:
+            fail("BATCH_NORM_MOMENTUM", "must be a number in (0, 1) (the weight of the old "
+                 "moving statistics at each step)", "use 0.99 (the default) or 0.9")
         if not _is_int(self.WARMUP_STEPS) or self.WARMUP_STEPS < 0:
             fail("WARMUP_STEPS", "must be an integer >= 0", "use 0 to disable warmup")
         if not _is_int(self.STEPS_PER_EPOCH) or self.STEPS_PER_EPOCH < 1:

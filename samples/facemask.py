@@ -85,6 +85,10 @@ class FaceMaskConfig(Config):
     VALIDATION_STEPS = 10
     # Skip detections below 90% confidence.
     DETECTION_MIN_CONFIDENCE = 0.9
+    # Only used with TRAIN_BN (the light preset): from scratch at a high learning rate, Keras'
+    # 0.99 would leave the moving statistics that validation and detection use ~100 steps
+    # behind the weights; 0.9 (PyTorch's default) keeps up.
+    BATCH_NORM_MOMENTUM = 0.9
 
     def __init__(self, class_names=None):
         if class_names is not None:
@@ -400,30 +404,16 @@ def _saved_settings_of(spec, logs, name="facemask"):
     return {}
 
 
-def _continue_run(model, weights_path):
-    """Point ``model``'s checkpoints at the right run directory before training.
+def _after_last_checkpoint(model):
+    """Continue a resumed run after its last checkpoint rather than after the loaded one.
 
-    If ``weights_path`` lies in a run directory of ours, training continues there after its last
-    checkpoint, so that a stage never overwrites the checkpoints of an earlier one. Otherwise a
-    new run directory starts at epoch 0; its name has minute resolution, so if that directory
-    already holds a run the minute is advanced until the name is free.
+    ``load_weights`` of one of our checkpoints (the best of stage 1, say) resumes its run at that
+    checkpoint's epoch, as in Matterport; a stage here starts after the run's last checkpoint
+    instead, so that it never overwrites the checkpoints of an earlier stage.
     """
-    import datetime
-
-    name = model.config.NAME.lower()
-    run_dir = (os.path.dirname(weights_path) or os.curdir) if weights_path else None
-    checkpoints = run_checkpoints(run_dir, name) if run_dir else []
-    if checkpoints:
-        model.log_dir = run_dir
-        model.epoch = checkpoints[-1][0]
-    else:
-        model.set_log_dir()
-        stamp = datetime.datetime.now().replace(second=0, microsecond=0)
-        while os.path.isdir(model.log_dir) and os.listdir(model.log_dir):
-            stamp += datetime.timedelta(minutes=1)
-            model.log_dir = os.path.join(model.model_dir, "{}{:%Y%m%dT%H%M}".format(name, stamp))
-        model.epoch = 0
-    model.checkpoint_path = os.path.join(model.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
+    if model.epoch:  # 0: a new run (random, COCO or ImageNet weights)
+        done = run_checkpoints(model.log_dir, model.config.NAME)
+        model.epoch = max([model.epoch] + [epoch for epoch, _ in done])
 
 
 ############################################################
@@ -444,29 +434,6 @@ def _augmentation(enabled):
         return iaa.Fliplr(0.5)
     except ImportError as e:
         raise SampleError("--augment needs albumentations (pip install albumentations)") from e
-
-
-def _fast_bn_statistics(model, momentum=0.9):
-    """Let trainable batch norm's moving statistics follow the weights within ~10 steps.
-
-    With TRAIN_BN the layers normalise with batch statistics in training but with the moving
-    averages at validation and inference. Keras' default momentum 0.99 averages over ~100
-    steps, which lags far behind weights trained from scratch at a high learning rate: the
-    validation loss (which picks the best checkpoint) and the detections would then measure
-    stale statistics. 0.9 is PyTorch's default. Returns the number of layers changed.
-    """
-    import keras
-
-    from mrcnn.weights import weighted_layers
-
-    changed = 0
-    for _, layer in weighted_layers(model.keras_model):
-        # mrcnn's BatchNorm subclasses Keras'; only the layers that train_bn updates matter.
-        if isinstance(layer, keras.layers.BatchNormalization) and getattr(layer, "train_bn",
-                                                                          True):
-            layer.momentum = float(momentum)
-            changed += 1
-    return changed
 
 
 def _deadline_callback(deadline):
@@ -553,26 +520,26 @@ def train_stages(dataset_dir, weights, logs="logs", stage="both", stage1_epochs=
 
     def run(stage_no, model, initial, description, layers, lr, target_epoch, deadline):
         first = model.epoch + 1
-        state["run_dir"] = model.log_dir
-        _write_settings(model.log_dir, settings_for(model.log_dir))
+        # A new run gets a directory of its own here (the next free minute if another run
+        # started this minute), so settings.json can be written before training.
+        run_dir = state["run_dir"] = model.create_log_dir()
+        _write_settings(run_dir, settings_for(run_dir))
         if verbose:
             print(f"\nStage {stage_no}: layers={layers!r}, learning rate {lr:g}, epochs "
                   f"{first}..{target_epoch} x {config.STEPS_PER_EPOCH} steps, from "
-                  f"{description}\n  run directory {model.log_dir}", flush=True)
+                  f"{description}\n  run directory {run_dir}", flush=True)
         callbacks = [_deadline_callback(deadline)] if deadline else []
         model.train(train_ds, val_ds, learning_rate=lr, epochs=target_epoch, layers=layers,
                     augmentation=augmentation, custom_callbacks=callbacks)
-        done = run_checkpoints(model.log_dir, config.NAME)
-        best, record = best_checkpoint(model.log_dir, config.NAME)
+        best, record = best_checkpoint(run_dir, config.NAME)
         stopped = bool(callbacks) and callbacks[0].stopped
         entry = {"stage": stage_no, "layers": layers, "learning_rate": lr,
                  "initial_weights": initial, "first_epoch": first,
-                 "last_epoch": done[-1][0] if done else None,
-                 "stopped_by_time_limit": stopped,
+                 "last_epoch": model.epoch, "stopped_by_time_limit": stopped,
                  "best_checkpoint": os.path.basename(best), "best_record": record}
-        settings = settings_for(model.log_dir)
+        settings = settings_for(run_dir)
         settings["stages"].append(entry)
-        _write_settings(model.log_dir, settings)
+        _write_settings(run_dir, settings)
         records.append(entry)
         if verbose:
             value = (f"{record['metric']} {record['value']:.4f} at epoch {record['epoch']}"
@@ -581,19 +548,13 @@ def train_stages(dataset_dir, weights, logs="logs", stage="both", stage1_epochs=
                   f"checkpoint of the run: {best} ({value})", flush=True)
         return best
 
-    def build():
-        model = modellib.MaskRCNN("training", config, logs)
-        if config.TRAIN_BN:
-            _fast_bn_statistics(model)
-        return model
-
     start = None  # the weights stage 2 starts from
     if 1 in stages:
-        model = build()
+        model = modellib.MaskRCNN("training", config, logs)
         path, exclude, description = resolve_weights(weights, config, logs)
         if path:
             model.load_weights(path, by_name=True, exclude=exclude)
-        _continue_run(model, path)
+        _after_last_checkpoint(model)
         target = max(int(stage1_epochs), 1)
         if model.epoch >= target:
             raise SampleError(f"the run {model.log_dir} is already at epoch {model.epoch}, "
@@ -603,7 +564,7 @@ def train_stages(dataset_dir, weights, logs="logs", stage="both", stage1_epochs=
         del model
 
     if 2 in stages:
-        model = build()
+        model = modellib.MaskRCNN("training", config, logs)
         if start is not None:
             path, exclude = start, []
             description = f"the best stage-1 checkpoint {start}"
@@ -611,7 +572,7 @@ def train_stages(dataset_dir, weights, logs="logs", stage="both", stage1_epochs=
             path, exclude, description = resolve_weights(weights or "best", config, logs)
         if path:
             model.load_weights(path, by_name=True, exclude=exclude)
-        _continue_run(model, path)
+        _after_last_checkpoint(model)
         run(2, model, path, description, stage2_layers, stage2_lr,
             model.epoch + max(int(stage2_epochs), 1), deadlines[1])
         del model

@@ -1,7 +1,10 @@
 """Shared test fixtures: tiny configs (128 px, ResNet-18) and prebuilt models."""
 
+import copy
+import datetime
 import os
 import sys
+import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -64,3 +67,25 @@ def random_boxes(rng, n, min_size=0.05):
     y[:, 1] = np.maximum(y[:, 1], np.minimum(y[:, 0] + min_size, 1.0))
     x[:, 1] = np.maximum(x[:, 1], np.minimum(x[:, 0] + min_size, 1.0))
     return np.stack([y[:, 0], x[:, 0], y[:, 1], x[:, 1]], axis=1).astype(np.float32)
+
+
+def freeze_clock(monkeypatch, *when):
+    """Make the facade's clock read ``datetime(*when)``: runs started 'in the same minute'."""
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(*when)
+
+    from mrcnn.model import core
+
+    monkeypatch.setattr(core, "datetime",
+                        types.SimpleNamespace(datetime=Frozen, timedelta=datetime.timedelta))
+
+
+def new_facade(model, model_dir):
+    """Another MaskRCNN over ``model``'s Keras model, as if just built for ``model_dir``."""
+    other = copy.copy(model)
+    other.model_dir = str(model_dir)
+    other._predict_fn = None
+    other.set_log_dir()
+    return other

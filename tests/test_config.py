@@ -29,6 +29,7 @@ def test_matterport_defaults():
     assert set(c.LOSS_WEIGHTS) == {"rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
                                    "mrcnn_bbox_loss", "mrcnn_mask_loss"}
     assert c.WARMUP_STEPS == 0
+    assert c.BATCH_NORM_MOMENTUM == 0.99  # Keras' default: what Matterport's layers used
 
 
 def test_derived_values():
@@ -94,7 +95,9 @@ def test_additions_accepted():
     class Light(Config):
         BACKBONE = "resnet18"
         WARMUP_STEPS = 100
+        BATCH_NORM_MOMENTUM = 0.9
     assert Light().BACKBONE == "resnet18"
+    assert Light().BATCH_NORM_MOMENTUM == 0.9
     for name in ("resnet50", "resnet101"):
         type("C", (Config,), {"BACKBONE": name})()
 
@@ -147,6 +150,11 @@ def test_callable_backbone_needs_compute_shape():
     ("RPN_BBOX_STD_DEV", np.array([0.1, 0.1, 0.2])),
     ("BBOX_STD_DEV", np.array([0.1, 0.1, 0.2, 0.2, 0.3])),
     ("WARMUP_STEPS", -1),
+    ("BATCH_NORM_MOMENTUM", 0),
+    ("BATCH_NORM_MOMENTUM", 1),
+    ("BATCH_NORM_MOMENTUM", 1.5),
+    ("BATCH_NORM_MOMENTUM", "0.9"),
+    ("BATCH_NORM_MOMENTUM", None),
 ])
 def test_invalid_setting_is_named(name, value):
     bad = type("Bad", (Config,), {name: value})

@@ -1,15 +1,20 @@
-"""The MaskRCNN facade: graph layout against the COCO weights file, detect(), weights round trip."""
+"""The MaskRCNN facade: graph layout against the COCO weights file, detect(), weights round trip,
+run directories and resuming, batch-norm momentum."""
 
+import copy
 import json
+import logging
 import os
 import string
 
 import h5py
+import keras
 import numpy as np
 import pytest
 
-from conftest import TinyConfig
+from conftest import TinyConfig, freeze_clock, new_facade
 from mrcnn import model as modellib
+from mrcnn import weights as weights_io
 from mrcnn.config import Config
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures",
@@ -254,6 +259,127 @@ def test_find_last_and_log_dir(tmp_path):
     assert model.checkpoint_path.format(epoch=8) == str(run / "mask_rcnn_tiny_0008.h5")
 
 
+def test_new_runs_started_in_the_same_minute_get_their_own_directories(
+        tiny_inference_model, tmp_path, monkeypatch):
+    freeze_clock(monkeypatch, 2026, 1, 2, 3, 4, 59)
+    a = new_facade(tiny_inference_model, tmp_path)
+    b = new_facade(tiny_inference_model, tmp_path)
+    assert a.log_dir == b.log_dir == str(tmp_path / "tiny20260102T0304")  # Matterport's name
+    assert a.create_log_dir() == str(tmp_path / "tiny20260102T0304")
+    assert b.create_log_dir() == str(tmp_path / "tiny20260102T0305")  # the next free minute
+    assert b.log_dir == str(tmp_path / "tiny20260102T0305")
+    assert b.checkpoint_path.format(epoch=1) == str(
+        tmp_path / "tiny20260102T0305" / "mask_rcnn_tiny_0001.h5")
+    assert a.create_log_dir() == a.log_dir == str(tmp_path / "tiny20260102T0304")  # kept
+    (tmp_path / "tiny20260102T0306").mkdir()  # any existing directory is taken, empty or not
+    c = new_facade(tiny_inference_model, tmp_path)
+    assert c.create_log_dir() == str(tmp_path / "tiny20260102T0307")
+    assert sorted(os.listdir(tmp_path)) == ["tiny20260102T%04d" % t for t in (304, 305, 306, 307)]
+
+    for run in (a, b):
+        open(run.checkpoint_path.format(epoch=1), "wb").close()
+    # Later runs sort after earlier ones: the newest run with a checkpoint is b's.
+    assert c.find_last() == os.path.join(b.log_dir, "mask_rcnn_tiny_0001.h5")
+    # Resuming continues in the checkpoint's directory although it exists.
+    c.set_log_dir(os.path.join(a.log_dir, "mask_rcnn_tiny_0001.h5"))
+    assert (c.epoch, c.create_log_dir()) == (1, a.log_dir)
+    assert len(os.listdir(tmp_path)) == 4
+
+
+def test_loading_the_best_checkpoint_continues_its_run_at_its_epoch(tiny_inference_model,
+                                                                    tmp_path):
+    run = tmp_path / "tiny20260102T0304"
+    run.mkdir()
+    for epoch in (1, 2, 3):
+        tiny_inference_model.save_weights(str(run / ("mask_rcnn_tiny_%04d.h5" % epoch)),
+                                          epoch=epoch)
+    # What CheckpointCallback leaves when epoch 2 had the lowest validation loss.
+    os.link(run / "mask_rcnn_tiny_0002.h5", run / "mask_rcnn_tiny_best.h5")
+    (run / "best.json").write_text(json.dumps(
+        {"checkpoint": "mask_rcnn_tiny_0002.h5", "epoch": 2, "metric": "val_loss",
+         "value": 1.5}))
+    model = new_facade(tiny_inference_model, tmp_path)
+    best = model.find_best()
+    assert best == str(run / "mask_rcnn_tiny_best.h5")
+    model.load_weights(best, by_name=True)
+    assert model.epoch == 2 and model.log_dir == str(run)
+    assert model.checkpoint_path.format(epoch=3) == str(run / "mask_rcnn_tiny_0003.h5")
+    assert model.create_log_dir() == str(run) and os.listdir(tmp_path) == [run.name]
+
+    # Without best.json nothing tells which epoch the file is: a new run, as for foreign weights.
+    (run / "best.json").unlink()
+    model.load_weights(best, by_name=True)
+    assert model.epoch == 0 and model.log_dir != str(run)
+
+
+def test_new_predict_function_logs_no_autograph_warning(tiny_inference_model, monkeypatch,
+                                                        caplog, capsys):
+    # AutoGraph converts a function by re-parsing its source; for _predict's closure that can
+    # fail ("closure mismatch") with a warning for every new model. Make every conversion fail
+    # that way: the predict function must not be handed to AutoGraph at all.
+    from tensorflow.python.autograph.impl import api as autograph_api
+
+    def fail(entity, program_ctx):
+        raise ValueError("closure mismatch, requested ('model',), but source function had ()")
+
+    monkeypatch.setattr(autograph_api, "_convert_actual", fail)
+    model = copy.copy(tiny_inference_model)
+    model._predict_fn = None  # a new inference function, traced on first use
+    molded, metas, _ = model.mold_inputs([_image(np.random.default_rng(10), (128, 128, 3))])
+    with caplog.at_level(logging.WARNING):
+        detections, _ = model._predict(molded, metas)
+    assert detections.shape == (1, TinyConfig.DETECTION_MAX_INSTANCES, 6)
+    out, err = capsys.readouterr()
+    for text in (caplog.text, out, err):
+        assert "AutoGraph" not in text and "could not transform" not in text, text
+
+
+def _batch_norms(keras_model):
+    return {name: layer for name, layer in weights_io.weighted_layers(keras_model)
+            if isinstance(layer, keras.layers.BatchNormalization)}
+
+
+@pytest.mark.parametrize("mode", ["training", "inference"])
+def test_every_batch_norm_gets_the_configured_momentum(mode, tiny_inference_model):
+    from mrcnn.model.graph import build_graph
+
+    class Cfg(TinyConfig):
+        TRAIN_BN = True
+        BATCH_NORM_MOMENTUM = 0.9
+
+    inputs, outputs = build_graph(mode, Cfg())
+    bns = _batch_norms(keras.Model(inputs, outputs))
+    # Backbone stem, blocks and shortcuts, and both heads.
+    assert {"bn_conv1", "bn2a_branch2a", "bn3a_branch1", "bn5b_branch2b", "mrcnn_class_bn1",
+            "mrcnn_class_bn2", "mrcnn_mask_bn1", "mrcnn_mask_bn4"} <= set(bns)
+    assert {name: bn.momentum for name, bn in bns.items()} == dict.fromkeys(bns, 0.9)
+    default = _batch_norms(tiny_inference_model.keras_model)
+    assert set(default) == set(bns)
+    assert {bn.momentum for bn in default.values()} == {0.99}  # Keras' and Matterport's
+
+
+def test_custom_backbone_gets_the_momentum_only_if_it_declares_it():
+    from mrcnn.backbone import resnet_graph
+    from mrcnn.model.graph import _backbone_features
+
+    seen = []
+
+    def matterport_style(input_image, stage5=False, train_bn=True):
+        seen.append("no momentum")
+        return resnet_graph(input_image, "resnet18", stage5, train_bn)
+
+    def with_momentum(input_image, stage5=False, train_bn=True, bn_momentum=0.99):
+        seen.append(bn_momentum)
+        return resnet_graph(input_image, "resnet18", stage5, train_bn, bn_momentum)
+
+    for backbone in (matterport_style, with_momentum):
+        config = TinyConfig()
+        config.BACKBONE = backbone
+        config.BATCH_NORM_MOMENTUM = 0.9
+        _backbone_features(keras.Input((128, 128, 3)), config)
+    assert seen == ["no momentum", 0.9]
+
+
 def test_invalid_mode_and_batch_size_errors(tmp_path):
     with pytest.raises(ValueError, match="mode"):
         modellib.MaskRCNN("train", TinyConfig(), str(tmp_path))
@@ -272,7 +398,7 @@ def test_mask_head_runs_on_real_detections_only_and_output_keeps_its_shape():
     # Five rows: the most real detections of any image; image 0's rows 3-4 are its zero padding.
     np.testing.assert_array_equal(boxes, detections[:, :5, :4])
     none = np.asarray(DetectionBoxes()(np.zeros([1, 6, 6], np.float32)))
-    assert none.shape == (1, 0, 4)
+    np.testing.assert_array_equal(none, np.zeros([1, 1, 4]))  # one zero row, never an empty batch
     masks = np.random.default_rng(0).random([2, 5, 4, 4, 3]).astype(np.float32)
     padded = np.asarray(LeadingRois(6)(masks))
     assert padded.shape == (2, 6, 4, 4, 3)

@@ -29,7 +29,7 @@ import pytest
 import tensorflow as tf
 
 import reference as ref
-from conftest import TinyConfig
+from conftest import TinyConfig, freeze_clock, new_facade
 from mrcnn import model as modellib
 from mrcnn import weights as weights_io
 from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
@@ -251,6 +251,61 @@ def test_best_checkpoint_is_the_lowest_val_loss(run):
     for layer in marked:
         for w in marked[layer]:
             np.testing.assert_array_equal(marked[layer][w], source[layer][w])
+
+
+class StopAfterFirstBatch(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        self.model.stop_training = True
+
+
+def test_same_minute_runs_early_stop_and_resume_from_best(run, datasets, tmp_path, monkeypatch):
+    """Two runs started in the same minute keep apart; one stopped early by a callback counts
+    the epochs it did; loading the newest run's best checkpoint resumes that run at its epoch.
+
+    Reuses ``run.first``'s Keras model through new facades and restores its weights after."""
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    train_ds, val_ds = datasets
+    freeze_clock(monkeypatch, 2026, 1, 2, 3, 4)
+    keras_model = run.first.keras_model
+    saved = keras_model.get_weights()
+    try:
+        # Run a started this minute: train() claimed its directory (create_log_dir) and the
+        # first epoch left its files there.
+        a = new_facade(run.first, tmp_path)
+        a.create_log_dir()
+        a_files = {"best.json": b"{}", "mask_rcnn_tiny_0001.h5": b"a's", "history.csv": b"a"}
+        for name, content in a_files.items():
+            with open(os.path.join(a.log_dir, name), "wb") as f:
+                f.write(content)
+
+        b = new_facade(run.first, tmp_path)
+        assert b.log_dir == a.log_dir  # same minute: Matterport's name would be shared
+        history = b.train(train_ds, val_ds, LEARNING_RATE, epochs=3, layers="heads",
+                          custom_callbacks=[StopAfterFirstBatch()])
+        assert history.epoch == [0] and b.epoch == 1  # not 3: the epochs actually done
+        assert sorted(os.listdir(tmp_path)) == ["tiny20260102T0304", "tiny20260102T0305"]
+        assert b.log_dir == str(tmp_path / "tiny20260102T0305")
+        assert checkpoints(b.log_dir) == ["mask_rcnn_tiny_0001.h5"]
+        assert [row["epoch"] for row in read_history_csv(b.log_dir)] == ["0"]
+        assert os.path.isfile(os.path.join(b.log_dir, "best.json"))
+        assert sorted(os.listdir(a.log_dir)) == sorted(a_files)
+        for name, content in a_files.items():  # b wrote none of a's files
+            assert read(os.path.join(a.log_dir, name)) == content, name
+
+        # Matterport's second stage loads the best checkpoint, then trains on from its epoch.
+        c = new_facade(run.first, tmp_path)
+        assert c.find_last() == os.path.join(b.log_dir, "mask_rcnn_tiny_0001.h5")
+        best = c.find_best()
+        assert best == os.path.join(b.log_dir, "mask_rcnn_tiny_best.h5")
+        c.load_weights(best, by_name=True)
+        assert c.epoch == 1 and c.log_dir == b.log_dir
+        assert c.checkpoint_path.format(epoch=2) == os.path.join(b.log_dir,
+                                                                 "mask_rcnn_tiny_0002.h5")
+    finally:
+        keras_model.set_weights(saved)
 
 
 # ------------------------------------------------------------------------------------ logging

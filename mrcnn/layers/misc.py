@@ -25,12 +25,14 @@ class DetectionBoxes(keras.layers.Layer):
     n is the largest number of real detections (class id > 0) of any image in the batch. The
     DetectionLayer sorts detections by score and zero-pads the tail, so rows past n are padding
     in every image: the mask head, the costliest part of inference after the backbone, then runs
-    on the detections alone instead of on all D rows.
+    on the detections alone instead of on all D rows. At least one row is kept (n >= 1), a zero
+    box when nothing was detected: oneDNN's CPU convolution returns a wrongly shaped result for
+    an empty batch (TensorFlow 2.21), and one row costs next to nothing.
     """
 
     def call(self, detections):
         real = tf.cast(detections[..., 4] > 0, tf.int32)
-        n = tf.reduce_max(tf.reduce_sum(real, axis=1))
+        n = tf.maximum(tf.reduce_max(tf.reduce_sum(real, axis=1)), 1)
         return detections[:, :n, :4]
 
     def compute_output_shape(self, input_shape):

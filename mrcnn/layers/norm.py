@@ -11,6 +11,8 @@ class BatchNorm(keras.layers.BatchNormalization):
     Small batches (Mask R-CNN trains with 1-2 images per GPU) give useless batch statistics, so by
     default (Config.TRAIN_BN = False) the moving mean/variance are used in training too, while
     gamma and beta still train when the layer is trainable (Matterport's behaviour).
+    With ``train_bn`` the moving statistics follow the batches with Keras' ``momentum`` (the graph
+    passes Config.BATCH_NORM_MOMENTUM).
     """
 
     def __init__(self, train_bn=False, **kwargs):

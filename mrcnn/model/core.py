@@ -6,6 +6,7 @@ Only this module and ``mrcnn.model.graph`` read Config. Inference runs through o
 """
 
 import datetime
+import json
 import logging
 import os
 import re
@@ -26,8 +27,35 @@ logger = logging.getLogger("mrcnn")
 # Layers whose shapes depend on NUM_CLASSES; exclude them to fine-tune COCO weights on new classes.
 CLASS_SPECIFIC_LAYERS = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask")
 
+# ``<run dir: name + YYYYMMDDTHHMM>/mask_rcnn_<name>_NNNN.h5`` (Matterport's layout).
 _CHECKPOINT_RE = re.compile(
-    r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask_rcnn_[\w-]+(\d{4})\.h5$")
+    r"(?:^|.*[/\\])[\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask_rcnn_[\w-]+(\d{4})\.h5$")
+
+
+def _run_name(name, stamp):
+    return "{}{:%Y%m%dT%H%M}".format(name, stamp)
+
+
+def _checkpoint_named_by_best_json(path):
+    """The numbered checkpoint that ``best.json`` names, for a ``..._best.h5`` beside one.
+
+    The best file is a hard link whose name carries no epoch; ``CheckpointCallback`` records
+    which checkpoint it is. Returns ``path`` itself for any other file, or when best.json is
+    missing or unreadable (then loading it starts a new run, as for any foreign weights file).
+    """
+    if not path.endswith("_best.h5"):
+        return path
+    record_path = os.path.join(os.path.dirname(path), "best.json")
+    if not os.path.isfile(record_path):
+        return path
+    try:
+        with open(record_path) as f:
+            checkpoint = json.load(f)["checkpoint"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        logger.warning("Cannot read %s (%s): training from %s starts a new run",
+                       record_path, e, path)
+        return path
+    return os.path.join(os.path.dirname(path), os.path.basename(str(checkpoint)))
 
 
 class MaskRCNN:
@@ -87,20 +115,67 @@ class MaskRCNN:
     def set_log_dir(self, model_path=None):
         """Set ``log_dir``, ``checkpoint_path`` and ``epoch``.
 
-        With ``model_path`` a checkpoint of ours (``.../<name>YYYYMMDDTHHMM/mask_rcnn_<name>_NNNN.h5``)
-        training continues in that directory from epoch NNNN.
+        With ``model_path`` a checkpoint of ours
+        (``.../<name>YYYYMMDDTHHMM/mask_rcnn_<name>_NNNN.h5``), or the ``mask_rcnn_<name>_best.h5``
+        beside a ``best.json`` naming one, training continues in that checkpoint's run directory
+        from epoch NNNN. Otherwise a new run starts at epoch 0, named after the current minute;
+        ``create_log_dir`` moves it to a later minute if a directory of that name exists by then.
         """
         self.epoch = 0
-        now = datetime.datetime.now()
-        if model_path:
-            m = _CHECKPOINT_RE.match(os.fspath(model_path).replace("\\", "/"))
-            if m:
-                now = datetime.datetime(*[int(g) for g in m.groups()[:5]])
-                self.epoch = int(m.group(6))
         name = (self.config.NAME or "mrcnn").lower()
-        self.log_dir = os.path.join(self.model_dir, "{}{:%Y%m%dT%H%M}".format(name, now))
+        stamp = datetime.datetime.now().replace(second=0, microsecond=0)
+        log_dir = None
+        m = None
+        if model_path:
+            checkpoint = _checkpoint_named_by_best_json(os.fspath(model_path))
+            m = _CHECKPOINT_RE.match(checkpoint.replace("\\", "/"))
+            if m:
+                stamp = datetime.datetime(*[int(g) for g in m.groups()[:5]])
+                self.epoch = int(m.group(6))
+                run_dir = os.path.dirname(checkpoint)
+                # A run of another NAME continues under ours in model_dir, as in Matterport.
+                if os.path.basename(run_dir) == _run_name(name, stamp):
+                    log_dir = run_dir
+        self._run_stamp = stamp
+        # A resumed run owns its directory already; a new one claims it in create_log_dir.
+        self._log_dir_claimed = bool(m)
+        self._set_run_paths(log_dir or os.path.join(self.model_dir, _run_name(name, stamp)))
+
+    def _set_run_paths(self, log_dir):
+        name = (self.config.NAME or "mrcnn").lower()
+        self.log_dir = log_dir
         self.checkpoint_path = os.path.join(
             self.log_dir, "mask_rcnn_{}_*epoch*.h5".format(name)).replace("*epoch*", "{epoch:04d}")
+
+    def create_log_dir(self):
+        """Create the run directory and return ``log_dir``; ``train`` calls it first.
+
+        A resumed run continues in its directory. A new run never shares one: two models that
+        start training in the same minute would overwrite each other's checkpoints and
+        best.json, so it takes the first minute-stamped name, from its own on, whose directory
+        does not exist yet (claimed with ``os.mkdir``, which fails if another process got there
+        first). Names stay ``<name>YYYYMMDDTHHMM``, so checkpoints still parse and later runs
+        sort after earlier ones (``find_last``). Call it to write into the run directory before
+        training.
+        """
+        # Without set_log_dir's state (a subclass replaced it) log_dir is taken as given.
+        if getattr(self, "_log_dir_claimed", True):
+            os.makedirs(self.log_dir, exist_ok=True)
+            return self.log_dir
+        name = (self.config.NAME or "mrcnn").lower()
+        os.makedirs(self.model_dir, exist_ok=True)
+        stamp = self._run_stamp
+        while True:
+            log_dir = os.path.join(self.model_dir, _run_name(name, stamp))
+            try:
+                os.mkdir(log_dir)
+                break
+            except FileExistsError:
+                stamp += datetime.timedelta(minutes=1)
+        self._run_stamp = stamp
+        self._log_dir_claimed = True
+        self._set_run_paths(log_dir)
+        return log_dir
 
     def find_last(self):
         """Path of the last checkpoint of the latest training run of this config's NAME.
@@ -220,7 +295,9 @@ class MaskRCNN:
             if self.mode != "inference":
                 raise RuntimeError("detect() needs a model built with mode='inference'")
 
-            @tf.function(reduce_retracing=True)
+            # autograph=False: there is no Python control flow to convert, and AutoGraph's
+            # conversion of this closure fails ("closure mismatch") with a warning per model.
+            @tf.function(reduce_retracing=True, autograph=False)
             def predict(images, metas):
                 out = model({"input_image": images, "input_image_meta": metas}, training=False)
                 detections = out["mrcnn_detection"]

@@ -5,6 +5,8 @@ explicit arguments. The forward pass is written once: training and inference sha
 FPN, RPN, proposals and heads, and differ only in targets (training) and detections (inference).
 """
 
+import inspect
+
 import keras
 
 from mrcnn.backbone import build_fpn, resnet_graph
@@ -24,12 +26,27 @@ TRAINING_OUTPUTS = ("rpn_class_logits", "rpn_class", "rpn_bbox", "mrcnn_class_lo
                     "target_class_ids", "target_bbox", "target_mask")
 
 
+def _accepts_keyword(fn, name):
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # some builtins and C callables have no signature
+        return False
+    return any(p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+               or p.kind == p.VAR_KEYWORD for p in params)
+
+
 def _backbone_features(input_image, config):
     if callable(config.BACKBONE):
-        _, c2, c3, c4, c5 = config.BACKBONE(input_image, stage5=True, train_bn=config.TRAIN_BN)
+        kwargs = {"stage5": True, "train_bn": config.TRAIN_BN}
+        # Matterport's custom backbones take (input_image, stage5, train_bn); pass the momentum
+        # only to those that declare it, so theirs keep working.
+        if _accepts_keyword(config.BACKBONE, "bn_momentum"):
+            kwargs["bn_momentum"] = config.BATCH_NORM_MOMENTUM
+        _, c2, c3, c4, c5 = config.BACKBONE(input_image, **kwargs)
     else:
         _, c2, c3, c4, c5 = resnet_graph(input_image, config.BACKBONE, stage5=True,
-                                         train_bn=config.TRAIN_BN)
+                                         train_bn=config.TRAIN_BN,
+                                         bn_momentum=config.BATCH_NORM_MOMENTUM)
     return build_fpn(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE)
 
 
@@ -107,26 +124,28 @@ def build_graph(mode, config):
             [target_rois, inputs["input_gt_class_ids"], gt_boxes, inputs["input_gt_masks"]])
         class_logits, class_probs, bbox = fpn_classifier_graph(
             rois, head_maps, meta, config.POOL_SIZE, num_classes, config.TRAIN_BN,
-            config.FPN_CLASSIF_FC_LAYERS_SIZE)
+            config.FPN_CLASSIF_FC_LAYERS_SIZE, bn_momentum=config.BATCH_NORM_MOMENTUM)
         # The mask loss only sees positive ROIs, and DetectionTargetLayer puts them first (at
         # most int(T * ROI_POSITIVE_RATIO)), so the mask head runs on those rows alone: the same
         # loss and gradients as Matterport's head over all T ROIs, at a third of the cost.
         mask_rois = LeadingRois(mask_roi_count(config), name="mask_rois")(rois)
         mask = build_fpn_mask_graph(mask_rois, head_maps, meta, config.MASK_POOL_SIZE,
-                                    num_classes, config.TRAIN_BN, mask_channels)
+                                    num_classes, config.TRAIN_BN, mask_channels,
+                                    bn_momentum=config.BATCH_NORM_MOMENTUM)
         values = (rpn_class_logits, rpn_class, rpn_bbox, class_logits, class_probs, bbox, mask,
                   rpn_rois, rois, target_class_ids, target_bbox, target_mask)
         return inputs, dict(zip(TRAINING_OUTPUTS, values))
 
     class_logits, class_probs, bbox = fpn_classifier_graph(
         rpn_rois, head_maps, meta, config.POOL_SIZE, num_classes, config.TRAIN_BN,
-        config.FPN_CLASSIF_FC_LAYERS_SIZE)
+        config.FPN_CLASSIF_FC_LAYERS_SIZE, bn_momentum=config.BATCH_NORM_MOMENTUM)
     detections = DetectionLayer(config.DETECTION_MAX_INSTANCES, config.DETECTION_MIN_CONFIDENCE,
                                 config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
                                 name="mrcnn_detection")([rpn_rois, class_probs, bbox, meta])
     detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
     mask = build_fpn_mask_graph(detection_boxes, head_maps, meta, config.MASK_POOL_SIZE,
-                                num_classes, config.TRAIN_BN, mask_channels)
+                                num_classes, config.TRAIN_BN, mask_channels,
+                                bn_momentum=config.BATCH_NORM_MOMENTUM)
     mask = LeadingRois(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mask)
     values = (detections, class_probs, bbox, mask, rpn_rois, rpn_class, rpn_bbox)
     return inputs, dict(zip(INFERENCE_OUTPUTS, values))

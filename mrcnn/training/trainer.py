@@ -179,6 +179,8 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
 
     layers: "heads", "3+", "4+", "5+", "all" or a regex; augmentation: albumentations transform
     or imgaug augmenter; no_augmentation_sources: data set sources never augmented.
+    Checkpoints go to ``maskrcnn.create_log_dir()``; afterwards ``maskrcnn.epoch`` is the last
+    epoch completed (fewer than ``epochs`` when a callback stopped training).
     Returns the Keras History (None when ``epochs`` is not beyond the current epoch).
     """
     from mrcnn.training.data import MaskRCNNSequence
@@ -199,7 +201,7 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
                                 steps=config.VALIDATION_STEPS, workers=workers,
                                 name="validation")
                if val_dataset is not None else None)
-    os.makedirs(maskrcnn.log_dir, exist_ok=True)
+    maskrcnn.create_log_dir()
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=maskrcnn.log_dir, histogram_freq=0,
                                     write_graph=False),
@@ -218,7 +220,8 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
                         validation_data=val_seq,
                         validation_steps=config.VALIDATION_STEPS if val_seq else None,
                         verbose="auto")
-    maskrcnn.epoch = max(maskrcnn.epoch, epochs)
+    # maskrcnn.epoch is not set to ``epochs`` here: CheckpointCallback advanced it with each
+    # checkpoint, so a callback that stopped training early leaves it at the last epoch done.
     return history
 
 
