@@ -17,6 +17,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["small", "default", "shapes"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     args = parser.parse_args()
 
     from mrcnn import model as modellib
@@ -63,7 +64,7 @@ def main():
         set_trainable(model.keras_model, ".*")
         model.keras_model.compile(optimizer=_optimizer(cfg, 1e-3), jit_compile=False)
         step = lambda: model.keras_model.train_on_batch(batch, return_dict=True)  # noqa: E731
-        times = timed(step, args.repeats, warmup=2)
+        times = timed(step, args.repeats, warmup=args.warmup)
         report("train step %s (%s, %dx%d, batch %d)" % (
             name, cfg.BACKBONE, cfg.IMAGE_SHAPE[0], cfg.IMAGE_SHAPE[1], cfg.BATCH_SIZE), times)
 

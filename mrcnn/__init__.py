@@ -11,10 +11,10 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow leaves its oneDNN CPU kernels off by default on many CPUs (it did on the AVX2 AMD EPYC
 # machines we measure on), and its fallback Eigen kernels compute convolution gradients several
-# times slower: a ResNet-50 training step at 128 px took 4.5x longer (docs/benchmarks.md). Like
-# the line above, this only takes effect when mrcnn is imported before TensorFlow; set
-# TF_ENABLE_ONEDNN_OPTS=0 yourself to keep Eigen (a little faster for batch-1 CPU inference at
-# small image sizes). GPU kernels are not affected.
+# times slower: a ResNet-50 training step at 128 px took 3 to 4.5x longer (docs/benchmarks.md). Like
+# the line above, this only takes effect when mrcnn is imported before TensorFlow. For CPU
+# inference alone Eigen can be faster (2.4x at 256 px, batch 1): set TF_ENABLE_ONEDNN_OPTS=0
+# before importing for such a service. GPU kernels are not affected.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
