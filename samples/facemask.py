@@ -1218,12 +1218,16 @@ def build_parser():
                    help="random left-right flips (albumentations or imgaug)")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", parents=[data_opts, config_opts],
+    # evaluate and detect take the same --weights: a model trained by this sample.
+    trained_opts = argparse.ArgumentParser(add_help=False)
+    trained_opts.add_argument("--weights", required=True, metavar="W",
+                              help="trained weights: a .h5 path, last or best (latest run in "
+                                   "--logs)")
+
+    e = sub.add_parser("evaluate", parents=[data_opts, config_opts, trained_opts],
                        help="mAP@0.5, mAP@0.5:0.95 and COCO AP on a subset",
                        description="Per-image table, Matterport-style mask mAP@0.5 and "
                                    "mAP@0.5:0.95, and COCO AP (bbox and segm, pycocotools).")
-    e.add_argument("--weights", required=True, metavar="W",
-                   help="trained weights: a .h5 path, last or best (latest run in --logs)")
     e.add_argument("--subset", default="val", help="subset folder (default: val)")
     e.add_argument("--limit", type=int, metavar="N", help="only the first N images")
     e.add_argument("--min-confidence", type=float, metavar="P",
@@ -1231,7 +1235,7 @@ def build_parser():
     e.add_argument("--output", metavar="FILE.json", help="also write the figures as JSON")
     e.set_defaults(func=cmd_evaluate)
 
-    de = sub.add_parser("detect", parents=[config_opts],
+    de = sub.add_parser("detect", parents=[config_opts, trained_opts],
                         help="annotated PNG and JSON of detections per image",
                         description="For each image writes NAME.png (masks, boxes, classes, "
                                     "scores) and NAME.json: {image, height, width, weights, "
@@ -1239,8 +1243,6 @@ def build_parser():
                                     "class_name, score, box [y1, x1, y2, x2] (pixels, y2/x2 one "
                                     "past), bbox [x, y, w, h], area, segmentation (COCO RLE; "
                                     "pycocotools.mask.decode)}]}.")
-    de.add_argument("--weights", required=True, metavar="W",
-                    help="trained weights: a .h5 path, last or best (latest run in --logs)")
     de.add_argument("--image", required=True, metavar="FILE_OR_DIR",
                     help="an image, or a folder whose images are all processed")
     de.add_argument("--output", default="detections", metavar="DIR",
