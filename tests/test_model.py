@@ -17,8 +17,7 @@ from mrcnn import model as modellib
 from mrcnn import weights as weights_io
 from mrcnn.config import Config
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures",
-                       "matterport_coco_layer_names.json")
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "matterport_coco_layer_names.json")
 
 
 def matterport_coco_shapes():
