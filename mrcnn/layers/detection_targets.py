@@ -56,6 +56,12 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, train_rois_pe
     roi_class_ids = tf.gather(gt_class_ids, assignment)
     deltas = encode_boxes(positive_rois, roi_gt_boxes, std_dev)
 
+    # Masks to float before the transpose, by a select: oneDNN's Transpose rejects bool tensors
+    # and TensorFlow logs "E0000 ... oneDNN supports DT_BOOL only on platforms with AVX-512" (on
+    # every CPU); a plain Cast does not help, since grappler moves a widening Cast after the
+    # Transpose.
+    gt_masks = (tf.where(gt_masks, 1.0, 0.0) if gt_masks.dtype == tf.bool
+                else tf.cast(gt_masks, tf.float32))
     roi_masks = tf.gather(tf.transpose(gt_masks, [2, 0, 1])[..., None], assignment)
     crop_boxes = positive_rois
     if use_mini_mask:
@@ -65,7 +71,7 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, train_rois_pe
         gh, gw = gy2 - gy1, gx2 - gx1
         crop_boxes = tf.concat([(y1 - gy1) / gh, (x1 - gx1) / gw,
                                 (y2 - gy1) / gh, (x2 - gx1) / gw], axis=1)
-    masks = tf.image.crop_and_resize(tf.cast(roi_masks, tf.float32), crop_boxes,
+    masks = tf.image.crop_and_resize(roi_masks, crop_boxes,
                                      tf.range(tf.shape(roi_masks)[0]), mask_shape)
     masks = tf.round(tf.squeeze(masks, axis=3))
 
