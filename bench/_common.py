@@ -23,11 +23,28 @@ def gemm_gflops(n=1024, repeats=10):
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
+def cpu_flags():
+    """The CPU model and the vector-unit flags that decide TensorFlow's CPU kernels."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and ":" in line:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = sorted(f for f in flags if f in ("avx2", "fma", "avx512f", "avx512_bf16",
+                                              "avx512_vnni", "amx_bf16", "amx_tile"))
+    return "%s [%s]" % (model, " ".join(wanted) or "no AVX2")
+
+
 def machine():
     import tensorflow as tf
-    return ("%s, %d CPU cores, Python %s, TensorFlow %s, GPUs %d, oneDNN %s; "
+    return ("%s; %d CPU cores, Python %s, TensorFlow %s, GPUs %d, oneDNN %s; "
             "float32 matmul %.0f GFLOP/s" % (
-                platform.processor() or platform.machine(), os.cpu_count(),
+                cpu_flags(), os.cpu_count(),
                 platform.python_version(), tf.__version__,
                 len(tf.config.list_physical_devices("GPU")),
                 "on" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1" else "off",

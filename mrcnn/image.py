@@ -4,15 +4,18 @@ Images are ``[H, W, C]`` arrays (RGB ``uint8`` once they reach the model). Masks
 bool, one channel per instance. Boxes are pixel ``(y1, x1, y2, x2)`` with ``y2``/``x2`` one past the
 last pixel inside.
 
-Bilinear resizing goes through Pillow, which is about 20 times faster than ``skimage.transform``
-for ``uint8`` images; edges are replicated (not blended with black) and downscaling averages over
-the source pixels it covers.
+Resizing is Matterport's, to the bit (the released weights were trained on it): images by
+``skimage.transform.resize`` with order 1, ``mode="constant"`` (border pixels blend with black) and
+no anti-aliasing, then truncated to the input dtype; masks by ``scipy.ndimage.zoom`` with order 0;
+mask crops and pastes by the same bilinear resize, thresholded. ``mrcnn.ops.resample_np`` computes
+each of them faster than those calls, with equal results (tests compare with the calls).
 """
 
 import random
 
 import numpy as np
-from PIL import Image
+
+from mrcnn.ops import resample_np
 
 __all__ = [
     "to_rgb_uint8", "resize", "resize_image", "resize_mask", "minimize_mask", "expand_mask",
@@ -80,52 +83,24 @@ def _to_uint8_values(image):
 
 
 # ---------------------------------------------------------------------------- resizing
-def _resize_plane(plane, out_h, out_w):
-    """Bilinear resize of one float32 [H, W] plane with Pillow (mode "F")."""
-    return np.asarray(Image.fromarray(np.ascontiguousarray(plane, np.float32))
-                      .resize((out_w, out_h), Image.BILINEAR))
-
-
-def _resize_bilinear(image, out_h, out_w):
-    """Bilinear resize of [H, W] or [H, W, C] to (out_h, out_w), keeping the dtype.
-
-    Integers are rounded and clipped to their dtype's range; bool is thresholded at 0.5.
-    """
-    image = np.asarray(image)
-    if image.shape[:2] == (out_h, out_w):
-        return image
-    if image.dtype == np.uint8 and (image.ndim == 2 or image.shape[2] in (1, 3)):
-        squeeze = image.ndim == 3 and image.shape[2] == 1
-        src = image[:, :, 0] if squeeze else image
-        out = np.asarray(Image.fromarray(np.ascontiguousarray(src))
-                         .resize((out_w, out_h), Image.BILINEAR))
-        return out[:, :, None] if squeeze else out
-    # Generic path: each channel as a float32 plane. (Pillow premultiplies RGBA by alpha, so
-    # 4-channel uint8 images also come here.)
-    if image.ndim == 2:
-        out = _resize_plane(image, out_h, out_w)
-    else:
-        out = np.empty((out_h, out_w, image.shape[2]), np.float32)
-        for c in range(image.shape[2]):
-            out[:, :, c] = _resize_plane(image[:, :, c], out_h, out_w)
-    return _cast_like(out, image.dtype)
-
-
-def _cast_like(values, dtype):
-    if dtype == np.bool_:
-        return values >= 0.5
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-    return values.astype(dtype, copy=False)
-
-
 def resize(image, output_shape, order=1, mode="constant", cval=0, clip=True,
            preserve_range=False, anti_aliasing=False, anti_aliasing_sigma=None):
-    """Matterport's wrapper of ``skimage.transform.resize`` (same arguments, same result).
+    """Matterport's ``utils.resize``: ``skimage.transform.resize`` with Matterport's defaults
+    (order 1, mode "constant", cval 0, clip, no anti-aliasing), same arguments, same result.
 
-    Kept for API compatibility; the library itself resizes through Pillow (see `resize_image`).
+    image: [H, W] or [H, W, C]; output_shape: (out_h, out_w). Returns float32 for float16/float32
+    input, else float64 (values scaled to [0, 1] for integers unless ``preserve_range``).
+    Those defaults run through a faster, bit-equal implementation; other arguments call skimage.
     """
+    image = np.asarray(image)
+    shape = tuple(int(v) for v in output_shape)
+    keeps_channels = len(shape) == 2 or (len(shape) == 3 and image.ndim == 3
+                                         and shape[2] == image.shape[2])
+    if (order == 1 and mode == "constant" and cval == 0 and clip and not anti_aliasing
+            and image.ndim in (2, 3) and keeps_channels and image.size
+            and image.dtype != np.bool_ and min(shape[:2]) > 0):
+        return resample_np.sk_resize_linear(image, shape[0], shape[1],
+                                            preserve_range=preserve_range)
     from skimage.transform import resize as sk_resize
     return sk_resize(image, output_shape, order=order, mode=mode, cval=cval, clip=clip,
                      preserve_range=preserve_range, anti_aliasing=anti_aliasing,
@@ -135,7 +110,9 @@ def resize(image, output_shape, order=1, mode="constant", cval=0, clip=True,
 def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square", rng=None):
     """Resize an image keeping its aspect ratio, then pad or crop it (Matterport semantics).
 
-    image: [H, W, C] array (any dtype; the output keeps it).
+    image: [H, W, C] array (any numeric dtype; the output keeps it). Resampled as Matterport
+        does (see the module docstring): bilinear, borders blended with black, no anti-aliasing
+        when shrinking, values truncated (not rounded) back to the dtype.
     min_dim: scale up (never down) so that the shorter side is at least ``min_dim``.
     max_dim: in "square" mode, scale down so the longer side is at most ``max_dim``, then pad to
         ``max_dim x max_dim``.
@@ -182,7 +159,9 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
             scale = max_dim / image_max
 
     if scale != 1:
-        image = _resize_bilinear(image, round(h * scale), round(w * scale))
+        # Matterport: resize(..., preserve_range=True).astype(image.dtype), which truncates.
+        image = resample_np.sk_resize_linear(image, round(h * scale), round(w * scale),
+                                             preserve_range=True).astype(image.dtype)
     h, w = image.shape[:2]
 
     if mode == "square":
@@ -224,18 +203,23 @@ def _pad(array, padding, out_hw):
 def resize_mask(mask, scale, padding, crop=None):
     """Apply to masks the resize and pad/crop that `resize_image` applied to their image.
 
-    mask: [H, W, N] (or [H, W]); scale, padding, crop: as returned by `resize_image`.
-    Nearest-neighbour sampling, so the dtype (usually bool) is kept. The resized size is
-    ``round(H * scale), round(W * scale)``, the image's size.
-    Returns the mask of the resized (padded or cropped) image.
+    mask: [H, W, N] (or [H, W]) of any dtype, kept; scale, padding, crop: as returned by
+    `resize_image`. Matterport's ``scipy.ndimage.zoom(mask, [scale, scale, 1], order=0)``
+    (nearest neighbour, corner-aligned: output pixel ``o`` reads ``round(o * (H - 1) /
+    (out_h - 1))``), then the same padding or crop. The resized size is ``round(H * scale),
+    round(W * scale)``, the image's.
     """
     mask = np.asarray(mask)
     h, w = mask.shape[:2]
     out_h, out_w = round(h * scale), round(w * scale)
     if (out_h, out_w) != (h, w):
-        # Pixel-center mapping, as the bilinear image resize uses.
-        rows = np.minimum(((np.arange(out_h) + 0.5) * (h / out_h)).astype(np.intp), h - 1)
-        cols = np.minimum(((np.arange(out_w) + 0.5) * (w / out_w)).astype(np.intp), w - 1)
+        rows = resample_np.zoom_nearest_indices(h, out_h)
+        cols = resample_np.zoom_nearest_indices(w, out_w)
+        if rows.min() < 0 or cols.min() < 0:  # SciPy read outside: its cval, 0
+            mask = np.concatenate([np.zeros((1,) + mask.shape[1:], mask.dtype), mask], axis=0)
+            mask = np.concatenate([np.zeros((mask.shape[0], 1) + mask.shape[2:], mask.dtype),
+                                   mask], axis=1)
+            rows, cols = rows + 1, cols + 1
         mask = mask[rows][:, cols]
     if crop is not None:
         y, x, ch, cw = crop
@@ -248,21 +232,24 @@ def resize_mask(mask, scale, padding, crop=None):
 def minimize_mask(bbox, mask, mini_shape):
     """Crop each instance mask to its box and resize it to ``mini_shape`` (saves memory).
 
-    bbox: int [N, 4] pixel boxes (from `extract_bboxes`); mask: [H, W, N] bool;
+    bbox: int [N, 4] pixel boxes (from `extract_bboxes`); mask: [H, W, N] (read as bool);
     mini_shape: (height, width).
-    Returns bool [mini_h, mini_w, N]. Raises ValueError for an instance whose box is empty.
+    Returns bool [mini_h, mini_w, N]: Matterport's ``np.around(resize(crop.astype(float),
+    mini_shape))``, so a mini pixel is on where the bilinear value exceeds 0.5.
+    Raises ValueError for an instance whose box is empty.
     """
     bbox = np.asarray(bbox)
     mask = np.asarray(mask)
     mini_h, mini_w = int(mini_shape[0]), int(mini_shape[1])
     mini_mask = np.zeros((mini_h, mini_w, mask.shape[-1]), dtype=bool)
-    for i in range(mask.shape[-1]):
-        y1, x1, y2, x2 = (int(v) for v in bbox[i][:4])
-        m = mask[y1:y2, x1:x2, i]
-        if m.size == 0:
-            raise ValueError(f"minimize_mask: instance {i} has an empty box {[y1, x1, y2, x2]}")
-        m = _resize_plane(m.astype(np.float32), mini_h, mini_w)
-        mini_mask[:, :, i] = m >= 0.5
+    with resample_np.single_threaded_blas():
+        for i in range(mask.shape[-1]):
+            y1, x1, y2, x2 = (int(v) for v in bbox[i][:4])
+            m = mask[y1:y2, x1:x2, i].astype(bool, copy=False)
+            if m.size == 0:
+                raise ValueError(
+                    f"minimize_mask: instance {i} has an empty box {[y1, x1, y2, x2]}")
+            mini_mask[:, :, i] = resample_np.resize_threshold(m, mini_h, mini_w, "round")
     return mini_mask
 
 
@@ -279,18 +266,20 @@ def expand_mask(bbox, mini_mask, image_shape):
     """Inverse of `minimize_mask`: paste each mini mask back into its box.
 
     bbox: int [N, 4] pixel boxes; mini_mask: [mini_h, mini_w, N]; image_shape: (H, W, ...).
-    Returns bool [H, W, N]. Boxes with zero area give empty masks.
+    Returns bool [H, W, N]: Matterport's ``np.around(resize(mini, (y2 - y1, x2 - x1)))`` pasted
+    into each box. Boxes with zero area give empty masks.
     """
     bbox = np.asarray(bbox)
     mini_mask = np.asarray(mini_mask)
     n = mini_mask.shape[-1]
     mask = np.zeros((int(image_shape[0]), int(image_shape[1]), n), dtype=bool)
-    for i in range(n):
-        y1, x1, y2, x2 = (int(v) for v in bbox[i][:4])
-        if y2 <= y1 or x2 <= x1:
-            continue
-        m = _resize_plane(mini_mask[:, :, i].astype(np.float32), y2 - y1, x2 - x1)
-        _paste(mask[:, :, i], m >= 0.5, y1, x1)
+    with resample_np.single_threaded_blas():
+        for i in range(n):
+            y1, x1, y2, x2 = (int(v) for v in bbox[i][:4])
+            if y2 <= y1 or x2 <= x1:
+                continue
+            m = resample_np.resize_threshold(mini_mask[:, :, i], y2 - y1, x2 - x1, "round")
+            _paste(mask[:, :, i], m, y1, x1)
     return mask
 
 
@@ -299,20 +288,13 @@ def unmold_mask(mask, bbox, image_shape):
 
     mask: float [h, w] (e.g. the 28x28 output of the mask head, values in [0, 1]);
     bbox: pixel ``(y1, x1, y2, x2)``; image_shape: (H, W, ...).
-    Returns bool [H, W]: the mask resized to the box, thresholded at 0.5; parts of the box
-    outside the image are dropped.
+    Returns bool [H, W]: Matterport's ``resize(mask, (y2 - y1, x2 - x1)) >= 0.5`` pasted into
+    the box; parts of the box outside the image are dropped.
     """
-    threshold = 0.5
-    y1, x1, y2, x2 = (int(v) for v in np.asarray(bbox)[:4])
-    full_mask = np.zeros((int(image_shape[0]), int(image_shape[1])), dtype=bool)
-    if y2 <= y1 or x2 <= x1:
-        return full_mask
-    m = _resize_plane(np.asarray(mask, np.float32), y2 - y1, x2 - x1)
-    _paste(full_mask, m >= threshold, y1, x1)
-    return full_mask
+    return paste_masks(np.asarray(mask)[None], np.asarray(bbox)[None, :4], image_shape)[:, :, 0]
 
 
-def paste_masks(masks, boxes, image_shape, threshold=0.5):
+def paste_masks(masks, boxes, image_shape):
     """`unmold_mask` for many boxes at once, writing only inside each box.
 
     masks: float [N, h, w] (one per box); boxes: int [N, 4] pixel ``(y1, x1, y2, x2)``;
@@ -321,11 +303,12 @@ def paste_masks(masks, boxes, image_shape, threshold=0.5):
     """
     height, width = int(image_shape[0]), int(image_shape[1])
     full = np.zeros((height, width, len(boxes)), dtype=bool)
-    for i, (y1, x1, y2, x2) in enumerate(np.asarray(boxes, np.int64).reshape(-1, 4)):
-        if y2 <= y1 or x2 <= x1:
-            continue
-        m = _resize_plane(np.asarray(masks[i], np.float32), int(y2 - y1), int(x2 - x1))
-        _paste(full[:, :, i], m >= threshold, int(y1), int(x1))
+    with resample_np.single_threaded_blas():
+        for i, (y1, x1, y2, x2) in enumerate(np.asarray(boxes, np.int64).reshape(-1, 4)):
+            if y2 <= y1 or x2 <= x1:
+                continue
+            m = resample_np.resize_threshold(masks[i], int(y2 - y1), int(x2 - x1), "ge_half")
+            _paste(full[:, :, i], m, int(y1), int(x1))
     return full
 
 
@@ -334,8 +317,12 @@ def mold_image(images, config):
     """Network input from RGB images: float32, ``config.MEAN_PIXEL`` subtracted.
 
     images: [..., H, W, C] of any numeric dtype. Returns float32, same shape.
+    As Matterport's ``images.astype(np.float32) - config.MEAN_PIXEL``: the subtraction is in
+    float64 (MEAN_PIXEL is a float64 array) and the network receives it rounded to float32, which
+    differs in the last bits from subtracting a float32 mean.
     """
-    return np.asarray(images, np.float32) - np.asarray(config.MEAN_PIXEL, np.float32)
+    images = np.asarray(images).astype(np.float32, copy=False)
+    return (images - np.asarray(config.MEAN_PIXEL, np.float64)).astype(np.float32)
 
 
 def unmold_image(normalized_images, config):

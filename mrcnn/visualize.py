@@ -676,7 +676,7 @@ def draw_rois(image, rois, refined_rois, mask, class_ids, class_names, limit=10,
     Returns:
         The Figure.
     """
-    # Same pasting as MaskRCNN.detect; mrcnn.image is NumPy/Pillow only.
+    # Same pasting as MaskRCNN.detect; mrcnn.image is NumPy/SciPy only (no TensorFlow).
     from mrcnn.image import unmold_mask
 
     func = "draw_rois"

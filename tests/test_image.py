@@ -139,17 +139,11 @@ def test_unknown_mode_raises():
         resize_image(np.zeros((10, 10, 3), np.uint8), 8, 16, mode="stretch")
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
-def test_resize_keeps_dtype_and_interpolates(dtype):
-    # A horizontal ramp stays a ramp after bilinear upscaling by 2.
-    ramp = np.tile(np.arange(0, 160, 10, dtype=np.float64), (8, 1))[..., None].repeat(3, 2)
-    out, window, scale, _, _ = resize_image(ramp.astype(dtype), min_dim=16, max_dim=64)
-    assert out.dtype == dtype and scale == 2
-    y1, x1, y2, x2 = window
-    inner = out[y1:y2, x1 + 2:x2 - 2, 0].astype(np.float64)
-    # Interior pixel centers of the upscaled ramp step by 5 per output pixel.
-    np.testing.assert_allclose(np.diff(inner, axis=1), 5.0, atol=1.0)
-    np.testing.assert_allclose(inner[:, 0], inner[0, 0])
+def test_resize_keeps_dtype():
+    # Values and borders are Matterport's (tests/test_fidelity.py); here only the dtype.
+    for dtype in (np.uint8, np.uint16, np.float32):
+        out, _, scale, _, _ = resize_image(np.ones((8, 16, 3), dtype), min_dim=16, max_dim=64)
+        assert out.dtype == dtype and scale == 2
 
 
 # ---------------------------------------------------------------- resize_mask

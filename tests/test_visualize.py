@@ -481,6 +481,8 @@ def test_draw_rois(tmp_path, capsys):
     assert ax.get_title() == "3 ROIs"
     changed = np.any(_shown(ax) != image, axis=-1)
     expected = _box_mask(5, 5, 15, 25) | _box_mask(0, 40, 5, 60)  # top halves of positives
+    # Matterport's paste blends the mask's border with black: a corner reads 0.7 * 0.7 < 0.5.
+    expected[[5, 5, 14, 14], [5, 24, 5, 24]] = False
     np.testing.assert_array_equal(changed, expected)
     out = capsys.readouterr().out
     assert "Positive ROIs:  2" in out and "Negative ROIs:  1" in out and "0.67" in out

@@ -272,7 +272,10 @@ class MaskRCNN:
         Returns boxes [n, 4] int32, class_ids [n] int32, scores [n] float32,
         masks [H, W, n] bool at the original size.
         """
-        n = int(np.count_nonzero(detections[:, 4] > 0))
+        # The first zero class id ends the list (the detection layer pads with zeros), as in
+        # Matterport.
+        zero = np.flatnonzero(detections[:, 4] == 0)
+        n = int(zero[0]) if len(zero) else len(detections)
         boxes = detections[:n, :4]
         class_ids = detections[:n, 4].astype(np.int32)
         scores = detections[:n, 5].astype(np.float32)
