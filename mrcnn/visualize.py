@@ -1074,13 +1074,20 @@ def _read_csv_log(path):
 
 
 def _history_data(history):
-    """Returns ``(columns, epochs)``: metric name -> float array, and 0-based epoch numbers."""
+    """Returns ``(columns, epochs)``: metric name -> float array, and 1-based epoch numbers.
+
+    A Keras ``History`` counts epochs from 0 (``.epoch``); so does a CSV log written by Keras's
+    own ``CSVLogger``, while the ``history.csv`` that ``MaskRCNN.train`` writes counts from 1, like
+    the checkpoint names. An ``epoch`` column holding a 0 is taken as counted from 0.
+    """
     epochs = None
     if isinstance(history, (str, os.PathLike)):
         data = _read_csv_log(history)
     elif isinstance(getattr(history, "history", None), Mapping):
         data = history.history
         epochs = getattr(history, "epoch", None)
+        if epochs is not None:
+            epochs = np.asarray(epochs, dtype=np.float64) + 1
     elif isinstance(history, Mapping):
         data = history
     else:
@@ -1093,9 +1100,11 @@ def _history_data(history):
         raise ValueError(f"plot_history: metrics have different lengths: {lengths}")
     if "epoch" in data:
         epochs = data["epoch"]
+        if len(epochs) and np.nanmin(epochs) == 0:
+            epochs = epochs + 1
     n = next(iter(lengths.values()), 0)
     if epochs is None or len(epochs) != n:
-        epochs = np.arange(n)
+        epochs = np.arange(1, n + 1)
     return data, np.asarray(epochs, dtype=np.float64)
 
 
@@ -1103,7 +1112,8 @@ def plot_history(history, metrics=None, ax=None):
     """Plots training and validation curves, one subplot per metric.
 
     Each subplot shows ``name`` (solid) and ``val_name`` (dashed) when present, against 1-based
-    epoch numbers (Keras's 0-based ``epoch`` plus one, which matches checkpoint names).
+    epoch numbers, which match checkpoint names (a Keras ``History``'s 0-based ``epoch`` plus
+    one; ``history.csv`` as ``MaskRCNN.train`` writes it).
 
     Args:
         history: a Keras ``History`` (uses ``.history`` and ``.epoch``), a dict of metric name
@@ -1146,7 +1156,7 @@ def plot_history(history, metrics=None, ax=None):
         axes = _axes_list(ax, len(metrics), func)
         fig, created = axes[0].figure, False
 
-    x = epochs + 1
+    x = epochs
     for a, name in zip(axes, metrics):
         if name in data:
             a.plot(x, data[name], label=name)

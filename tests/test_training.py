@@ -207,7 +207,8 @@ def test_epochs_count_from_the_start_across_train_calls(run):
     assert run.h_first.epoch == [0, 1] and run.h_second.epoch == [2]
     assert run.checkpoints_after_first == [name % 1, name % 2]
     assert run.checkpoints_after_second == [name % 1, name % 2, name % 3]
-    assert [row["epoch"] for row in run.history_rows_after_second] == ["0", "1", "2"]
+    # history.csv counts epochs as the checkpoint names do (Keras's CSVLogger would from 0).
+    assert [row["epoch"] for row in run.history_rows_after_second] == ["1", "2", "3"]
     for n in (1, 2, 3):
         assert weights_io.read_attrs(os.path.join(run.log_dir, name % n))["epoch"] == n
 
@@ -237,7 +238,7 @@ def test_resume_from_find_last_continues_the_run(run):
 def test_best_checkpoint_is_the_lowest_val_loss(run):
     rows = read_history_csv(run.log_dir)
     val = [float(row["val_loss"]) for row in rows]
-    best_epoch = int(np.argmin(val)) + 1
+    best_epoch = int(rows[int(np.argmin(val))]["epoch"])  # history.csv's epoch is the checkpoint's
     best = run.resumed.find_best()
     assert best == os.path.join(run.log_dir, "mask_rcnn_tiny_best.h5")
     with open(os.path.join(run.log_dir, "best.json")) as f:
@@ -289,7 +290,7 @@ def test_same_minute_runs_early_stop_and_resume_from_best(run, datasets, tmp_pat
         assert sorted(os.listdir(tmp_path)) == ["tiny20260102T0304", "tiny20260102T0305"]
         assert b.log_dir == str(tmp_path / "tiny20260102T0305")
         assert checkpoints(b.log_dir) == ["mask_rcnn_tiny_0001.h5"]
-        assert [row["epoch"] for row in read_history_csv(b.log_dir)] == ["0"]
+        assert [row["epoch"] for row in read_history_csv(b.log_dir)] == ["1"]
         assert os.path.isfile(os.path.join(b.log_dir, "best.json"))
         assert sorted(os.listdir(a.log_dir)) == sorted(a_files)
         for name, content in a_files.items():  # b wrote none of a's files
@@ -313,7 +314,7 @@ def test_each_loss_and_its_val_counterpart_logged_per_epoch(run):
     rows = read_history_csv(run.log_dir)
     names = ("loss",) + LOSS_NAMES
     assert set(rows[0]) == {"epoch"} | set(names) | {"val_" + n for n in names}
-    assert [row["epoch"] for row in rows] == ["0", "1", "2", "3"]
+    assert [row["epoch"] for row in rows] == ["1", "2", "3", "4"]
     history = {}
     for h in (run.h_first, run.h_second, run.h_resumed):
         for key, values in h.history.items():
@@ -335,12 +336,25 @@ def test_each_loss_and_its_val_counterpart_logged_per_epoch(run):
         return out
 
     train_scalars, val_scalars = scalars("train"), scalars("validation")
-    for name in names:
+    for name in names:  # TensorBoard's step N is epoch N, from 1 too
+        assert sorted(e for n, e in train_scalars if n == name) == [1, 2, 3, 4]
         for epoch in range(4):
-            np.testing.assert_allclose(train_scalars[(name, epoch)], history[name][epoch],
+            np.testing.assert_allclose(train_scalars[(name, epoch + 1)], history[name][epoch],
                                        rtol=1e-6, err_msg=name)
-            np.testing.assert_allclose(val_scalars[(name, epoch)], history["val_" + name][epoch],
-                                       rtol=1e-6, err_msg=name)
+            np.testing.assert_allclose(val_scalars[(name, epoch + 1)],
+                                       history["val_" + name][epoch], rtol=1e-6, err_msg=name)
+
+
+def test_history_plot_puts_epoch_n_at_n_like_the_checkpoints(run):
+    from mrcnn import visualize
+    rows = read_history_csv(run.log_dir)
+    fig = visualize.plot_history(os.path.join(run.log_dir, "history.csv"), metrics=["loss"])
+    (line,) = [l for l in fig.axes[0].lines if l.get_label() == "val_loss"]
+    assert list(line.get_xdata()) == [1, 2, 3, 4]
+    np.testing.assert_allclose(line.get_ydata(), [float(r["val_loss"]) for r in rows])
+    # A Keras History counts from 0: the same epochs land at the same x.
+    fig = visualize.plot_history(run.h_resumed, metrics=["loss"])
+    assert list(fig.axes[0].lines[0].get_xdata()) == [4]
 
 
 @pytest.mark.parametrize("which", ["first", "resumed"])

@@ -122,6 +122,21 @@ def set_trainable(keras_model, layer_regex, verbose=0):
     return trainable
 
 
+class HistoryCSVLogger(keras.callbacks.CSVLogger):
+    """Keras's ``CSVLogger`` with epochs counted from 1, as in the console, the checkpoint names
+    (row ``epoch`` N is the epoch that wrote ``mask_rcnn_<name>_000N.h5``) and the plots."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras's ``TensorBoard`` with the per-epoch scalars at step N for epoch N (from 1)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
 class CheckpointCallback(keras.callbacks.Callback):
     """After each epoch write ``mask_rcnn_<name>_<epoch>.h5`` atomically and mark the best.
 
@@ -203,9 +218,8 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
                if val_dataset is not None else None)
     maskrcnn.create_log_dir()
     callbacks = [
-        keras.callbacks.TensorBoard(log_dir=maskrcnn.log_dir, histogram_freq=0,
-                                    write_graph=False),
-        keras.callbacks.CSVLogger(os.path.join(maskrcnn.log_dir, "history.csv"), append=True),
+        EpochTensorBoard(log_dir=maskrcnn.log_dir, histogram_freq=0, write_graph=False),
+        HistoryCSVLogger(os.path.join(maskrcnn.log_dir, "history.csv"), append=True),
         CheckpointCallback(maskrcnn),
         keras.callbacks.TerminateOnNaN(),
     ] + list(custom_callbacks or [])
