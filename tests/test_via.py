@@ -286,6 +286,37 @@ def test_missing_image_raises_or_is_skipped(tmp_path):
     assert [info["id"] for info in ds.image_info] == ["a.png"]
 
 
+@pytest.mark.parametrize("regions", [[], {}], ids=["via2", "via1"])
+@pytest.mark.parametrize("keep_negatives", [False, True])
+def test_missing_image_without_regions_warns_once_and_loading_goes_on(tmp_path, regions,
+                                                                       keep_negatives):
+    write_image(tmp_path, "a.png", 16, 16)
+    content = via2({"a.png": [polygon([1, 9, 9, 1], [1, 1, 9, 9])]})
+    content["gone.png0"] = {"filename": "gone.png", "size": 0, "regions": regions,
+                            "file_attributes": {}}
+    content["gone2.png0"] = {"filename": "gone2.png", "size": 0, "regions": regions,
+                             "file_attributes": {}}
+    write_json(tmp_path, content)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load(tmp_path, keep_negatives=keep_negatives)
+    assert [info["id"] for info in ds.image_info] == ["a.png"]
+    messages = [str(w.message) for w in caught if issubclass(w.category, VIAWarning)]
+    assert len(messages) == 1, messages
+    assert "'gone.png'" in messages[0] and "'gone2.png'" in messages[0]
+    assert "via_region_data.json" in messages[0]
+
+
+def test_missing_image_with_regions_still_raises_naming_it(tmp_path):
+    write_image(tmp_path, "a.png", 16, 16)
+    content = via2({"a.png": [], "gone.png": [polygon([1, 9, 9, 1], [1, 1, 9, 9])]})
+    content["empty.png0"] = {"filename": "empty.png", "size": 0, "regions": [],
+                             "file_attributes": {}}
+    write_json(tmp_path, content)
+    with pytest.raises(FileNotFoundError, match=r"via_region_data\.json: image 'gone\.png'"):
+        load(tmp_path)
+
+
 def test_missing_json_raises(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere.json"):
         load(tmp_path, annotation_file="nothere.json")

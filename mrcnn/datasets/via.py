@@ -332,13 +332,15 @@ class VIADataset(Dataset):
             keep_negatives: keep images with no usable region (``load_mask`` then returns an
                 empty ``[H, W, 0]`` mask); by default they are skipped.
             skip_missing: skip (with a warning) images whose file is missing instead of raising.
+                An image listed without regions whose file is missing is always skipped, with
+                one warning for the file naming such images: it has nothing to lose.
 
         Returns:
             list of the class names, in source class-id order (id ``i + 1`` for entry ``i``).
 
         Raises:
-            FileNotFoundError: the JSON file, or (unless ``skip_missing``) an image it names, is
-                missing.
+            FileNotFoundError: the JSON file, or (unless ``skip_missing``) an image with regions
+                that it names, is missing.
             VIAFormatError: malformed JSON or regions, unknown class values.
         """
         image_dir = os.path.join(str(dataset_dir), subset) if subset else str(dataset_dir)
@@ -395,9 +397,13 @@ class VIADataset(Dataset):
 
         # Pass 2: image sizes from the headers, then drop regions without pixels.
         n_negative = n_missing = 0
+        missing_empty = []  # listed without regions and absent: nothing to lose, one warning
         for key, filename, shapes in parsed:
             path = os.path.join(image_dir, filename)
             if not os.path.isfile(path):
+                if not shapes:
+                    missing_empty.append(filename)
+                    continue
                 message = f"{json_path}: image {filename!r} not found at {path}"
                 if skip_missing:
                     warnings.warn(message + "; skipped", VIAWarning, stacklevel=2)
@@ -423,6 +429,12 @@ class VIADataset(Dataset):
                     continue
             self.add_image(source, image_id=filename, path=path, width=width, height=height,
                            via_regions=regions, annotation_file=json_path, via_key=key)
+        if missing_empty:
+            shown = ", ".join(repr(f) for f in missing_empty[:5])
+            more = f" and {len(missing_empty) - 5} more" if len(missing_empty) > 5 else ""
+            warnings.warn(f"{json_path}: {len(missing_empty)} image(s) listed without regions are "
+                          f"missing from {image_dir}: {shown}{more}; skipped (they carry no "
+                          "annotation)", VIAWarning, stacklevel=2)
         if n_negative:
             logger.info("%s: %d of %d images have no usable region; %s", json_path, n_negative,
                         len(parsed), "kept as negatives" if keep_negatives else "skipped")
