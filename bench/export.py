@@ -1,0 +1,73 @@
+"""Seconds to export a SavedModel, and per image served by it against ``MaskRCNN.detect()``.
+
+    python bench/export.py [--only small|default] [--repeats 5]
+
+Random weights with DETECTION_MIN_CONFIDENCE = 0 (so DETECTION_MAX_INSTANCES detections), a
+480x640 random image; the SavedModel is loaded back with ``tf.saved_model.load`` in this process
+and called through its ``serving_default`` signature, molding and unmolding included.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import machine, report, timed  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["default", "small"])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    import tensorflow as tf
+    from mrcnn import model as modellib
+    from mrcnn.config import Config
+    from mrcnn.export import export_saved_model
+
+    class DefaultConfig(Config):
+        NAME = "bench"
+        NUM_CLASSES = 81
+        GPU_COUNT = 1
+        IMAGES_PER_GPU = 1
+        DETECTION_MIN_CONFIDENCE = 0.0
+
+    class SmallConfig(DefaultConfig):
+        BACKBONE = "resnet50"
+        IMAGE_MIN_DIM = 256
+        IMAGE_MAX_DIM = 256
+        RPN_ANCHOR_SCALES = (16, 32, 64, 128, 256)
+
+    print(machine())
+    image = np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    for name, cls in [("small", SmallConfig), ("default", DefaultConfig)]:
+        if args.only and args.only != name:
+            continue
+        model = modellib.MaskRCNN("inference", cls(), tempfile.mkdtemp())
+        path = os.path.join(tempfile.mkdtemp(), "saved_model")
+        start = time.perf_counter()
+        export_saved_model(model, path)
+        print("%-40s %.1f s" % ("export %s" % name, time.perf_counter() - start))
+        serve = tf.saved_model.load(path).signatures["serving_default"]
+        tensor = tf.constant(image)
+        start = time.perf_counter()
+        serve(image=tensor)
+        print("%-40s %.1f s" % ("first SavedModel call %s" % name, time.perf_counter() - start))
+        # Alternate the two so that a change in the machine's speed hits both alike.
+        ours, saved = [], []
+        model.detect([image])
+        for _ in range(args.repeats):
+            ours += timed(lambda: model.detect([image]), 1, warmup=0)
+            saved += timed(lambda: serve(image=tensor)["masks"].numpy(), 1, warmup=0)
+        a = report("detect() %s" % name, ours)
+        b = report("SavedModel %s" % name, saved)
+        print("  ratio SavedModel / detect(): %.2f" % (b / a))
+
+
+if __name__ == "__main__":
+    main()
