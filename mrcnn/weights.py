@@ -33,7 +33,9 @@ A weight's *short name* is the last component of its name without ``:0`` (``kern
 ``gamma``, ``beta``, ``moving_mean``, ``moving_variance``).
 """
 
+import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import re
@@ -50,9 +52,11 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "CLASS_DEPENDENT_HEADS",
+    "DiskFullError",
     "LoadReport",
     "WeightsFileError",
     "WeightsMismatchError",
+    "checkpoint_problem",
     "load_weights_h5",
     "read_attrs",
     "read_weights_h5",
@@ -77,6 +81,37 @@ class WeightsMismatchError(ValueError):
 
 class WeightsFileError(ValueError):
     """A weights file is not HDF5, is corrupt or truncated, or has an unknown layout."""
+
+
+class DiskFullError(OSError):
+    """A weights file could not be written because the disk (or quota) is full. The file at the
+    destination, if any, is left as it was, and no temporary file remains."""
+
+
+def _is_disk_full(exc):
+    """True for ENOSPC / EDQUOT, also when HDF5 reports it only in its message."""
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "errno = 28" in text or "Disk quota" in text
+
+
+# Errors h5py and NumPy raise for damaged files (HDF5 reports most as OSError, some as
+# KeyError/RuntimeError; attributes of unexpected types end in TypeError/ValueError).
+_READ_ERRORS = (OSError, KeyError, RuntimeError, TypeError, ValueError, AttributeError,
+                IndexError, UnicodeDecodeError)
+
+
+@contextlib.contextmanager
+def _reading(path):
+    """Turn any low-level error while reading ``path`` into one WeightsFileError naming it."""
+    try:
+        yield
+    except (WeightsFileError, WeightsMismatchError, FileNotFoundError, IsADirectoryError):
+        raise
+    except _READ_ERRORS as e:
+        raise WeightsFileError("Cannot read weights file %s (corrupt, truncated, or not a weights "
+                               "file): %s: %s" % (path, type(e).__name__, e)) from e
 
 
 @dataclasses.dataclass
@@ -311,9 +346,14 @@ def _file_keys(group_name, weights):
 
 
 def _read_dataset(fw, path):
+    kind = getattr(fw.dataset.dtype, "kind", "?")
+    if kind not in "fiub":
+        raise WeightsFileError("%s: weight '%s' of layer '%s' holds %s values, not numbers "
+                               "(corrupt or not a weights file)"
+                               % (path, fw.name, fw.group, fw.dataset.dtype))
     try:
         return np.asarray(fw.dataset[()])
-    except (OSError, KeyError, RuntimeError) as e:
+    except _READ_ERRORS as e:
         raise WeightsFileError("%s: cannot read weight '%s' of layer '%s' (corrupt or truncated "
                                "file?): %s" % (path, fw.name, fw.group, e)) from e
 
@@ -509,6 +549,9 @@ def _load_keras3(keras_model, path, by_name, exclude, verbose):
             "saved model's, and Keras 3 files are matched by structure, so by_name loading of "
             "individual layers is not possible. Use a model of the same architecture, or convert "
             "the file with save_weights_h5 from such a model. Keras said: %s" % (path, e)) from e
+    except _READ_ERRORS as e:
+        raise WeightsFileError("Cannot read Keras 3 weights file %s (corrupt or truncated?): "
+                               "%s: %s" % (path, type(e).__name__, e)) from e
     finally:
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
@@ -557,13 +600,13 @@ def load_weights_h5(keras_model, filepath, by_name=True, exclude=None, verbose=1
                          "loading %s." % (keras_model.name, os.fspath(filepath)))
 
     path, f = _open_h5(filepath)
-    with f:
+    with _reading(path), f:
         keras3 = _keras2_root(f) is None and _is_keras3_layout(f)
     if keras3:  # Keras opens the file itself, so it is closed again first.
         return _load_keras3(keras_model, path, by_name, exclude, verbose)
 
     path, f = _open_h5(path)
-    with f:
+    with _reading(path), f:
         root = _keras2_root_or_raise(f, path)
         groups, layer_names = _file_index(root, path)
 
@@ -582,13 +625,26 @@ def load_weights_h5(keras_model, filepath, by_name=True, exclude=None, verbose=1
         else:
             plan = _plan_by_order(path, model_entries, groups, exclude, report)
 
-        for qualname, pairs in plan:
-            for variable, fw in pairs:
-                _assign(variable, _read_dataset(fw, path))
-            report.loaded.append(qualname)
-            report.num_arrays += len(pairs)
-            if verbose >= 2:
-                log.info("loaded %s (%s)", qualname, ", ".join(fw.short for _, fw in pairs))
+        if by_name and not plan and groups and not report.skipped:
+            raise WeightsMismatchError(
+                "Cannot load %s: none of its %d weighted layers has a layer of the same name in "
+                "model '%s': it holds the weights of another model (or of this one under other layer "
+                "names: load those with by_name=False, by layer order). Layers in the file: %s. "
+                "Layers in the model: %s." % (path, len(groups), keras_model.name,
+                                             _preview(groups), _preview(e.qualname
+                                                                        for e in model_entries)))
+        # Every array is read before any variable is set: a file damaged halfway leaves the
+        # model as it was.
+        arrays = [(qualname, [(variable, fw, _read_dataset(fw, path)) for variable, fw in pairs])
+                  for qualname, pairs in plan]
+
+    for qualname, triples in arrays:
+        for variable, _, array in triples:
+            _assign(variable, array)
+        report.loaded.append(qualname)
+        report.num_arrays += len(triples)
+        if verbose >= 2:
+            log.info("loaded %s (%s)", qualname, ", ".join(fw.short for _, fw, _ in triples))
 
     _warn_missing(report)
     if verbose:
@@ -686,11 +742,17 @@ def save_weights_h5(keras_model, filepath, attrs=None):
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.remove(tmp)
         except OSError:
             pass
+        if isinstance(e, Exception) and _is_disk_full(e):
+            raise DiskFullError(
+                errno.ENOSPC, "Cannot save weights to %s: the disk is full (no space left on "
+                "device in %s). %s; no partial file was left. Free some space and save again."
+                % (path, directory, "The previous file there is unchanged"
+                   if os.path.exists(path) else "Nothing was written"), path) from e
         raise
 
 
@@ -705,7 +767,7 @@ def read_weights_h5(filepath):
     """
     path, f = _open_h5(filepath)
     out = {}
-    with f:
+    with _reading(path), f:
         root = _keras2_root_or_raise(f, path)
         groups, _ = _file_index(root, path)
         for group_name, weights in groups.items():
@@ -715,6 +777,31 @@ def read_weights_h5(filepath):
                 out[key] = {(w.short if unique else re.sub(r":\d+$", "", w.name)):
                             _read_dataset(w, path) for w in layer_weights}
     return out
+
+
+def checkpoint_problem(filepath):
+    """Why ``filepath`` cannot be a usable weights file, or ``None`` when it looks sound.
+
+    A cheap check for scanning checkpoint folders (``find_last``/``find_best``): the file starts
+    with the HDF5 signature, HDF5 opens it (which also catches a file shorter than HDF5 recorded
+    when writing it, i.e. truncated), and it has ``layer_names`` (root or ``model_weights``).
+    Weight values are not read.
+    """
+    path = os.fspath(filepath)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as e:
+        return "cannot be opened (%s)" % e
+    if head != b"\x89HDF\r\n\x1a\n":
+        return "is empty" if not head else "is not an HDF5 file (no HDF5 signature)"
+    try:
+        with h5py.File(path, "r") as f:
+            if _keras2_root(f) is None:
+                return "has no layer_names: not a Keras weights file"
+    except _READ_ERRORS as e:
+        return "is damaged or truncated (%s)" % e
+    return None
 
 
 def _decode_attr(value):
@@ -737,7 +824,7 @@ def read_attrs(filepath):
     """
     path, f = _open_h5(filepath)
     out = {}
-    with f:
+    with _reading(path), f:
         sources = [f]
         if isinstance(f.get("model_weights"), h5py.Group):
             sources.append(f["model_weights"])

@@ -560,12 +560,16 @@ def test_by_name_false_loads_in_layer_order(tmp_path, rng):
         for short, var in named_vars(layer_by_qualname(model, q)).items():
             np.testing.assert_array_equal(var.numpy(), want[short], err_msg=q)
 
-    # The same file by name: nothing matches, and both sides are reported.
+    # The same file by name: nothing matches, which is an error naming both sides and the fix.
     fresh = build_model()
-    report = load_weights_h5(fresh, path, by_name=True, verbose=0)
-    assert report.loaded == []
-    assert sorted(report.missing_in_file) == sorted(ALL_QUALNAMES)
-    assert sorted(report.missing_in_model) == sorted(spec)
+    before = [v.numpy().copy() for v in fresh.weights]
+    with pytest.raises(WeightsMismatchError) as info:
+        load_weights_h5(fresh, path, by_name=True, verbose=0)
+    message = str(info.value)
+    assert str(path) in message and "another model" in message and "by_name=False" in message
+    assert "layer_0" in message and "conv1" in message
+    for v, b in zip(fresh.weights, before):
+        np.testing.assert_array_equal(v.numpy(), b)
 
 
 def test_by_name_false_with_exclude(tmp_path, rng):
