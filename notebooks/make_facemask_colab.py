@@ -248,10 +248,11 @@ CELLS = [
     _md("""
         ## 3. Configuration and data sets
 
-        `VIADataset` reads the VIA JSON of each subset (VIA 1.x and 2.x exports and 2.x project
-        files; polygons, rectangles, circles and ellipses). The class of a region comes from its
-        `CLASS_ATTRIBUTE` region attribute; the validation set reuses the training set's class list
-        so class ids agree.
+        `mrcnn.workflow.load_train_val` reads the VIA JSON of each subset (VIA 1.x and 2.x exports
+        and 2.x project files; polygons, rectangles, circles and ellipses) into `VIADataset`s. The
+        class of a region comes from its `CLASS_ATTRIBUTE` region attribute; both subsets share one
+        class list so class ids agree. (The `mrcnn` command does the same: `mrcnn train --data
+        DATASET_ROOT --class-attribute mask_type --weights coco`.)
 
         The configuration subclasses `Config` as in Matterport's samples. Training from scratch
         (`WEIGHTS = "none"`) also trains the batch-norm layers, whose random statistics are
@@ -265,28 +266,12 @@ CELLS = [
         import matplotlib.pyplot as plt
         import numpy as np
 
-        from mrcnn import utils, visualize
+        from mrcnn import utils, visualize, workflow
         from mrcnn.config import Config
-        from mrcnn.datasets.via import VIADataset
 
-
-        def load_subset(subset, class_names):
-            dataset = VIADataset()
-            if CLASS_ATTRIBUTE:
-                names = dataset.load_via(DATASET_ROOT, subset, annotation_file=ANNOTATION_FILE,
-                                         class_attribute=CLASS_ATTRIBUTE, class_names=class_names)
-            else:
-                names = dataset.load_via(DATASET_ROOT, subset, annotation_file=ANNOTATION_FILE,
-                                         default_class="mask")
-            dataset.prepare()
-            if dataset.num_images == 0:
-                raise ValueError(f"{os.path.join(DATASET_ROOT, subset, ANNOTATION_FILE)} has no "
-                                 "image with an annotated region")
-            return dataset, names
-
-
-        dataset_train, CLASSES = load_subset("train", CLASS_NAMES or KNOWN_CLASSES)
-        dataset_val, _ = load_subset("val", CLASSES)
+        dataset_train, dataset_val, CLASSES = workflow.load_train_val(
+            DATASET_ROOT, "via", ANNOTATION_FILE, CLASS_ATTRIBUTE,
+            CLASS_NAMES or KNOWN_CLASSES or (None if CLASS_ATTRIBUTE else ["mask"]))
         for subset, dataset in (("train", dataset_train), ("val", dataset_val)):
             # via_regions holds each region's class id in the order of CLASSES (1, 2, ...).
             counts = np.bincount([region["class_id"] for info in dataset.image_info
@@ -333,43 +318,33 @@ CELLS = [
         classes, so the layers whose shapes depend on the number of classes
         (`modellib.CLASS_SPECIFIC_LAYERS`: the class logits, box and mask outputs) are left out
         and learnt from scratch; everything else starts from COCO. The download (246 MiB) is
-        cached and checked for size, so a second run reuses it.
+        cached and checked for size, so a second run reuses it. `workflow.resolve_weights` turns
+        `WEIGHTS` into a file and the layers to leave out.
         """),
     _code("weights", """
-        import time
-
         import mrcnn.model as modellib
-        from mrcnn.download import get_cache_dir
         from mrcnn.weights import WeightsMismatchError
 
         model = modellib.MaskRCNN(mode="training", config=config, model_dir=LOGS_DIR)
 
-        if WEIGHTS == "coco":
-            coco_path = COCO_WEIGHTS_PATH or os.path.join(get_cache_dir(), "mask_rcnn_coco.h5")
-            utils.download_trained_weights(coco_path)
-            model.load_weights(coco_path, by_name=True, exclude=modellib.CLASS_SPECIFIC_LAYERS)
-        elif WEIGHTS == "imagenet":
-            model.load_weights(model.get_imagenet_weights(), by_name=True)
-        elif WEIGHTS in (None, "none"):
-            print("Starting from random weights")
-        elif os.path.isfile(WEIGHTS):
+        if WEIGHTS == "coco" and COCO_WEIGHTS_PATH:
+            utils.download_trained_weights(COCO_WEIGHTS_PATH)
+            weights_path, exclude = COCO_WEIGHTS_PATH, modellib.CLASS_SPECIFIC_LAYERS
+        else:
+            weights_path, exclude, about = workflow.resolve_weights(WEIGHTS, config, LOGS_DIR)
+            print("Starting from", about)
+        if weights_path:
             try:
-                model.load_weights(WEIGHTS, by_name=True)
+                model.load_weights(weights_path, by_name=True, exclude=exclude)
             except WeightsMismatchError as error:
                 # A checkpoint trained on other classes: keep all but the class-specific layers.
                 print(f"{error}\\nLoading again without {modellib.CLASS_SPECIFIC_LAYERS}")
-                model.load_weights(WEIGHTS, by_name=True, exclude=modellib.CLASS_SPECIFIC_LAYERS)
-        else:
-            raise FileNotFoundError(f"WEIGHTS = {WEIGHTS!r}: expected \\"coco\\", \\"imagenet\\", "
-                                    "\\"none\\" or the path of a .h5 file")
-        # A fresh run folder with epochs counted from 0, even when WEIGHTS is one of our checkpoints.
+                model.load_weights(weights_path, by_name=True,
+                                   exclude=modellib.CLASS_SPECIFIC_LAYERS)
+        # A fresh run folder with epochs counted from 0, even when WEIGHTS is one of our
+        # checkpoints; create_log_dir never shares a folder with another run.
         model.set_log_dir()
-        # Run folders are named to the minute: never mix the checkpoints of two runs in one.
-        while os.path.isdir(model.log_dir) and any(name.endswith(".h5")
-                                                   for name in os.listdir(model.log_dir)):
-            time.sleep(5)
-            model.set_log_dir()
-        print("Checkpoints and logs go to", model.log_dir)
+        print("Checkpoints and logs go to", model.create_log_dir())
         """),
     _md("""
         ## 5. Stage 1: train the heads
@@ -381,14 +356,7 @@ CELLS = [
         lowest validation loss is marked as the best (`mask_rcnn_facemask_best.h5`).
         """),
     _code("stage1", """
-        augmentation = None
-        if AUGMENT:
-            try:
-                import albumentations as A
-
-                augmentation = A.HorizontalFlip(p=0.5)  # masks are flipped with the image
-            except ImportError:
-                print("albumentations is not installed: training without augmentation")
+        augmentation = workflow.flip_augmentation(AUGMENT)  # masks are flipped with the image
 
         history = model.train(dataset_train, dataset_val, learning_rate=STAGE1_LR,
                               epochs=STAGE1_EPOCHS, layers=STAGE1_LAYERS,
@@ -404,16 +372,14 @@ CELLS = [
         go on where stage 1 stopped, and the best checkpoint is then the best of both stages.
         """),
     _code("stage2-start", """
-        stage1_last = model.find_last()
         stage1_best = model.find_best()
-        with open(os.path.join(RUN_DIR, "best.json")) as f:
-            stage1_best_record = json.load(f)
+        _, stage1_best_record = workflow.best_checkpoint(RUN_DIR)
         print(f"Best stage-1 checkpoint: epoch {stage1_best_record['epoch']} "
               f"({stage1_best_record['metric']} {stage1_best_record['value']:.4f}), {stage1_best}")
         model.load_weights(stage1_best, by_name=True)
-        # load_weights opens a new run for a file that is not a numbered checkpoint; go on in
-        # stage 1's run instead, at the epoch where it stopped.
-        model.set_log_dir(stage1_last)
+        # Loading our checkpoint continues its run; go on after its last epoch, so stage 2 never
+        # overwrites a stage-1 checkpoint (as mrcnn.workflow.train_stages does between stages).
+        workflow.runs.after_last_checkpoint(model)
         assert model.log_dir == RUN_DIR, (model.log_dir, RUN_DIR)
         stage1_epochs_done = model.epoch
         """),
@@ -459,9 +425,6 @@ CELLS = [
         0.05) for AP figures comparable with published ones.
         """),
     _code("evaluate", """
-        from mrcnn.evaluation import evaluate_coco, evaluate_map
-
-
         class InferenceConfig(FaceMaskConfig):
             GPU_COUNT = 1
             IMAGES_PER_GPU = 1
@@ -473,16 +436,17 @@ CELLS = [
         best_path = inference_model.find_best()
         inference_model.load_weights(best_path, by_name=True)
 
-        map_result = evaluate_map(inference_model, dataset_val, iou_thresholds="coco",
-                                  limit=EVAL_LIMIT, verbose=0)
-        coco_result = evaluate_coco(inference_model, dataset_val, limit=EVAL_LIMIT, verbose=0)
+        # The per-image table and figures of `mrcnn evaluate`; all of them go to metrics.json.
+        evaluation = workflow.evaluate_model(inference_model, dataset_val, limit=EVAL_LIMIT)
+        print(workflow.format_results(evaluation), end="\\n\\n")
+        workflow.write_metrics(evaluation, os.path.join(RUN_DIR, "metrics.json"))
         metrics = {
             "weights": best_path,
-            "images": map_result["num_images"],
-            "mAP@0.5": map_result["mAP@0.5"],
-            "mAP@0.5:0.95": map_result["mAP@0.5:0.95"],
-            "COCO AP bbox": coco_result["bbox"],
-            "COCO AP segm": coco_result["segm"],
+            "images": evaluation["num_images"],
+            "mAP@0.5": evaluation["mAP@0.5"],
+            "mAP@0.5:0.95": evaluation["mAP@0.5:0.95"],
+            "COCO AP bbox": evaluation["coco"]["bbox"],
+            "COCO AP segm": evaluation["coco"]["segm"],
         }
         with open(os.path.join(RUN_DIR, "evaluation.json"), "w") as f:
             json.dump(metrics, f, indent=2)
@@ -523,8 +487,9 @@ CELLS = [
         r = model.detect([image])[0]  # rois, class_ids, scores, masks
         ```
 
-        or from a shell, with the repository's sample:
-        `python samples/facemask.py detect --weights mask_rcnn_facemask_best.h5 --image photos/`.
+        or from a shell, with the `mrcnn` command (an annotated PNG and a JSON with RLE masks per
+        photo): `mrcnn detect --weights mask_rcnn_facemask_best.h5 --image photos/`, with the
+        run's `settings.json` beside the checkpoint (else add `--class-names` and `--preset`).
         """),
     _code("summary", """
         print("Run folder:     ", RUN_DIR)

@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mrcnn.config import Config, ConfigError  # noqa: E402
 from mrcnn.datasets.coco import COCODataset  # noqa: E402
+from mrcnn.workflow.errors import WorkflowError, user_error_types  # noqa: E402
 
 DEFAULT_YEAR = "2017"
 DEFAULT_LOGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -50,8 +51,8 @@ DEFAULT_LOGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 COCO_NUM_CLASSES = 1 + 80
 
 
-class InputError(ValueError):
-    """Bad command-line input (data set, weights); main() prints it without a traceback."""
+#: Bad command-line input (data set, weights); main() prints it without a traceback.
+InputError = WorkflowError
 
 
 class CocoConfig(Config):
@@ -188,88 +189,60 @@ def make_config(base, args, num_classes):
     return config
 
 
-def coco_weights_path(args):
-    from mrcnn.download import get_cache_dir
-
-    return args.coco_weights or os.path.join(get_cache_dir(), "mask_rcnn_coco.h5")
-
-
-def load_initial_weights(model, args):
-    """Load ``--weights`` into ``model``; returns the path loaded (None for ``none``)."""
+def initial_weights(args, config):
+    """``(path or None, excluded layers)`` of ``--weights`` (`mrcnn.workflow.resolve_weights`;
+    ``--coco-weights`` names where the COCO file is kept)."""
     from mrcnn import model as modellib
     from mrcnn import utils
+    from mrcnn.workflow import resolve_weights
 
-    weights = args.weights
-    exclude = None
-    if weights == "none":
-        print("Starting from random weights")
-        return None
-    if weights == "coco":
-        path = utils.download_trained_weights(coco_weights_path(args))
-        if model.config.NUM_CLASSES != COCO_NUM_CLASSES:
-            exclude = modellib.CLASS_SPECIFIC_LAYERS
-            print(f"The data set has {model.config.NUM_CLASSES - 1} classes, COCO 80: the "
-                  f"class-specific layers {exclude} start from random weights")
-    elif weights == "imagenet":
-        path = model.get_imagenet_weights()
-    elif weights == "last":
-        path = model.find_last()
+    if args.weights == "coco" and args.coco_weights:
+        path = utils.download_trained_weights(args.coco_weights)
+        exclude = (list(modellib.CLASS_SPECIFIC_LAYERS)
+                   if config.NUM_CLASSES != COCO_NUM_CLASSES else [])
     else:
-        path = weights
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"--weights {path}: no such file (expected coco, imagenet, "
-                                    "last, none or the path of a .h5 file)")
-    print("Loading weights", path)
-    model.load_weights(path, by_name=True, exclude=exclude)
-    return path
-
-
-def augmenter(enabled):
-    """Matterport's COCO augmentation: a horizontal flip half of the time (None when off)."""
-    if not enabled:
-        return None
-    try:
-        import albumentations as A
-    except ImportError:
-        print("albumentations is not installed: training without augmentation "
-              "(pip install 'mrcnn[augment]')")
-        return None
-    return A.HorizontalFlip(p=0.5)
+        path, exclude, _ = resolve_weights(args.weights, config, args.logs)
+    if exclude:
+        print(f"The data set has {config.NUM_CLASSES - 1} classes, COCO 80: the class-specific "
+              f"layers {exclude} start from random weights")
+    return path, exclude
 
 
 def train(args):
-    """Matterport's three training stages; returns the MaskRCNN model."""
+    """Matterport's three training stages (`mrcnn.workflow.train_stages`); returns its dict."""
+    from mrcnn.workflow import Stage, flip_augmentation, train_stages
+
     train_subsets, val_subset = subsets(args.year)
     dataset_train = load_dataset(args.dataset, args.year, train_subsets, args.limit)
     dataset_val = load_dataset(args.dataset, args.year, [val_subset])
     print(f"Training images: {dataset_train.num_images} ({' + '.join(train_subsets)}), "
           f"validation images: {dataset_val.num_images} ({val_subset}), classes: "
           f"{dataset_train.num_classes - 1}")
-
-    from mrcnn import model as modellib
-
     config = make_config(CocoConfig, args, dataset_train.num_classes)
     config.display()
-    model = modellib.MaskRCNN(mode="training", config=config, model_dir=args.logs)
-    load_initial_weights(model, args)
-    augmentation = augmenter(not args.no_augment)
-
+    path, exclude = initial_weights(args, config)
     lr = config.LEARNING_RATE
-    stages = [("heads", lr, args.stage1_epochs, "network heads"),
-              ("4+", lr, args.stage2_epochs, "ResNet stage 4 and up"),
-              ("all", lr / 10, args.stage3_epochs, "all layers")]
-    for number, (layers, rate, epochs, what) in enumerate(stages, start=1):
-        if epochs <= model.epoch:
-            print(f"Stage {number} ({what}, to epoch {epochs}): already done at epoch "
-                  f"{model.epoch}, skipped")
-            continue
-        print(f"Stage {number}: {what}, epochs {model.epoch + 1}-{epochs}, learning rate {rate:g}")
-        model.train(dataset_train, dataset_val, learning_rate=rate, epochs=epochs, layers=layers,
-                    augmentation=augmentation)
-    print("Run folder:", model.log_dir)
+    # Epochs count from the start of the run, and each stage goes on from the previous one's
+    # weights, as in Matterport: --weights last resumes and skips the stages already done.
+    stages = [Stage("heads", lr, until=args.stage1_epochs, start="continue"),
+              Stage("4+", lr, until=args.stage2_epochs, start="continue"),
+              Stage("all", lr / 10, until=args.stage3_epochs, start="continue")]
+    augmentation = None
+    if not args.no_augment:
+        try:
+            augmentation = flip_augmentation(True)
+        except InputError:
+            print("albumentations is not installed: training without augmentation "
+                  "(pip install 'mrcnn[augment]')")
+    result = train_stages(dataset_train, dataset_val, config, stages, weights=path or "none",
+                          logs=args.logs, settings={"dataset": os.path.abspath(args.dataset),
+                                                    "format": "coco", "year": args.year},
+                          augmentation=augmentation, exclude=exclude)
+    model = result["model"]
+    print("Run folder:", result["run_dir"])
     print("Last checkpoint:", model.find_last())
-    print("Best checkpoint:", model.find_best())
-    return model
+    print("Best checkpoint:", result["best"])
+    return result
 
 
 def evaluate(args):
@@ -286,7 +259,8 @@ def evaluate(args):
 
     config = make_config(CocoInferenceConfig, args, dataset_val.num_classes)
     model = modellib.MaskRCNN(mode="inference", config=config, model_dir=args.logs)
-    path = load_initial_weights(model, args)
+    path, exclude = initial_weights(args, config)
+    model.load_weights(path, by_name=True, exclude=exclude)
     count = dataset_val.num_images if not args.limit else min(args.limit, dataset_val.num_images)
     print(f"Running COCO evaluation on {count} images of {subset}{args.year} (weights {path})")
     start = time.time()
@@ -369,7 +343,7 @@ def main(argv=None):
             train(args)
         else:
             evaluate(args)
-    except (FileNotFoundError, ConfigError, InputError) as error:
+    except (ConfigError,) + user_error_types() as error:
         # Bad input (a path, a setting): a clear message, not a traceback.
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.datasets.synthetic import SyntheticShapesDataset  # noqa: E402
+from mrcnn.workflow import deadline_callback, trained_weights  # noqa: E402
 
 
 class ShapesConfig(Config):
@@ -66,34 +67,16 @@ def shapes_dataset(count, seed, size=128):
     return dataset
 
 
-class TimeBudget:
-    """Keras callback factory: stop training once ``seconds`` have passed."""
-
-    def __new__(cls, seconds):
-        import keras
-
-        class _Budget(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.start = time.time()
-
-            def on_train_batch_end(self, batch, logs=None):
-                if time.time() - self.start > seconds:
-                    self.model.stop_training = True
-
-        return _Budget()
-
-
 def train(args):
     from mrcnn import model as modellib
     config = ShapesConfig()
     if args.steps_per_epoch:
         config.STEPS_PER_EPOCH = args.steps_per_epoch
     model = modellib.MaskRCNN("training", config, args.logs)
-    if args.weights == "last":
-        model.load_weights(model.find_last(), by_name=True)
-    elif args.weights not in (None, "none"):
-        model.load_weights(args.weights, by_name=True)
-    callbacks = [TimeBudget(args.time_budget)] if args.time_budget else []
+    if args.weights not in (None, "none"):
+        model.load_weights(trained_weights(args.weights, args.logs, config.NAME), by_name=True)
+    # mrcnn.workflow's deadline: the epoch ends (validated, checkpointed) once time is up.
+    callbacks = [deadline_callback(time.time() + args.time_budget)] if args.time_budget else []
     model.train(shapes_dataset(args.train_images, seed=1), shapes_dataset(40, seed=2),
                 learning_rate=config.LEARNING_RATE, epochs=args.epochs, layers="all",
                 custom_callbacks=callbacks)
@@ -104,7 +87,7 @@ def evaluate(args, weights=None):
     from mrcnn import model as modellib
     from mrcnn.evaluation import evaluate_map
     model = modellib.MaskRCNN("inference", InferenceConfig(), args.logs)
-    path = weights or (model.find_last() if args.weights == "last" else args.weights)
+    path = weights or trained_weights(args.weights, args.logs, "shapes")
     model.load_weights(path, by_name=True)
     result = evaluate_map(model, shapes_dataset(args.images, seed=args.seed), verbose=0)
     print("mAP@0.5 on %d new images: %.3f (weights %s)" % (args.images, result["mAP"], path))

@@ -94,6 +94,8 @@ def test_config_and_subsets():
     assert (config.NAME, config.NUM_CLASSES, config.IMAGES_PER_GPU) == ("coco", 81, 2)
     assert coco_sample.subsets("2014") == (["train", "valminusminival"], "minival")
     assert coco_sample.subsets("2017") == (["train"], "val")
+    helped = run("--help")  # runs as a script
+    assert helped.returncode == 0 and "--stage3-epochs" in helped.stdout, helped.stderr
 
 
 def test_load_coco_2014_layout(tmp_path):
@@ -133,26 +135,27 @@ def test_missing_dataset_is_named(tmp_path, capsys):
 
 
 class FakeMaskRCNN:
-    """Records ``train`` calls; ``load_weights`` of the "last" checkpoint resumes at epoch 120."""
-
-    LAST = os.path.join("runs", "coco20240101T0000", "mask_rcnn_coco_0120.h5")
+    """Records ``train`` calls; loading a checkpoint of epoch 120 resumes its run there."""
 
     def __init__(self, mode, config, model_dir):
-        self.mode, self.config, self.epoch, self.log_dir = mode, config, 0, str(model_dir)
+        self.mode, self.config, self.epoch = mode, config, 0
+        self.log_dir = os.path.join(str(model_dir), "coco20990101T0000")
         self.calls = []
         FakeMaskRCNN.instance = self
 
-    def find_last(self):
-        return self.LAST
+    def create_log_dir(self):
+        os.makedirs(self.log_dir, exist_ok=True)
+        return self.log_dir
 
-    def find_best(self):
-        return self.LAST
+    def find_last(self):
+        return os.path.join(self.log_dir, "mask_rcnn_coco_%04d.h5" % self.epoch)
 
     def load_weights(self, path, by_name=False, exclude=None):
-        assert by_name and path == self.LAST
-        self.epoch = 120
+        assert by_name and path.endswith("mask_rcnn_coco_0120.h5")
+        self.epoch, self.log_dir = 120, os.path.dirname(path)
 
-    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None):
+    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
+              custom_callbacks=None):
         assert train_dataset.num_images == 3 and val_dataset.num_images == 2
         self.calls.append((layers, learning_rate, epochs))
         self.epoch = epochs
@@ -169,8 +172,11 @@ def test_training_schedule(tmp_path, monkeypatch, capsys, extra, weights, calls)
 
     monkeypatch.setattr(modellib, "MaskRCNN", FakeMaskRCNN)
     data = write_coco(tmp_path / "coco")
+    logs = tmp_path / "logs"
+    (logs / "coco20240101T0000").mkdir(parents=True)
+    (logs / "coco20240101T0000" / "mask_rcnn_coco_0120.h5").write_bytes(b"")
     args = coco_sample.parse_args(["train", "--dataset", str(data), "--weights", weights,
-                                   "--logs", str(tmp_path / "logs"), *extra])
+                                   "--logs", str(logs), *extra])
     coco_sample.train(args)
     model = FakeMaskRCNN.instance
     assert model.calls == [(layers, pytest.approx(lr), epochs) for layers, lr, epochs in calls]
@@ -178,37 +184,39 @@ def test_training_schedule(tmp_path, monkeypatch, capsys, extra, weights, calls)
     assert model.config.BACKBONE == "resnet101" and model.config.IMAGES_PER_GPU == 2
     assert model.config.TRAIN_BN == (weights == "none")
     if weights == "last":
-        assert "Stage 1 (network heads, to epoch 40): already done at epoch 120, skipped" in \
+        assert "Stage 1 (heads, to epoch 40): already done at epoch 120, skipped" in \
             capsys.readouterr().out
+    with open(os.path.join(model.log_dir, "settings.json")) as f:
+        assert json.load(f)["format"] == "coco"
 
 
-def test_train_then_evaluate(tmp_path):
+def test_train_then_evaluate(tmp_path, capsys):
     data = write_coco(tmp_path / "coco")
     logs = tmp_path / "logs"
     # One real stage keeps the test short: stages 2 and 3 end where stage 1 does, so they are
     # skipped (test_training_schedule covers the schedule; the notebook test trains all layers).
-    train = run("train", "--dataset", str(data), "--year", "2017", "--weights", "none",
-                "--logs", str(logs), "--tiny", "--limit", "2", "--stage1-epochs", "1",
-                "--stage2-epochs", "1", "--stage3-epochs", "1")
-    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-5000:]
-    out = train.stdout
+    # In this process (a subprocess would import TensorFlow again); main() is the command line.
+    assert coco_sample.main(["train", "--dataset", str(data), "--year", "2017", "--weights",
+                             "none", "--logs", str(logs), "--tiny", "--limit", "2",
+                             "--stage1-epochs", "1", "--stage2-epochs", "1",
+                             "--stage3-epochs", "1"]) == 0
+    out = capsys.readouterr().out
     assert "Training images: 2 (train), validation images: 2 (val), classes: 2" in out
-    assert "Stage 1: network heads, epochs 1-1, learning rate 0.001" in out
-    assert "Stage 2 (ResNet stage 4 and up, to epoch 1): already done at epoch 1, skipped" in out
-    assert "Stage 3 (all layers, to epoch 1): already done at epoch 1, skipped" in out
+    assert "Stage 1: layers='heads', learning rate 0.001, epochs 1..1" in out
+    assert "Stage 2 (4+, to epoch 1): already done at epoch 1, skipped" in out
+    assert "Stage 3 (all, to epoch 1): already done at epoch 1, skipped" in out
     runs = os.listdir(logs)
     assert len(runs) == 1 and runs[0].startswith("coco")
     run_dir = logs / runs[0]
     files = set(os.listdir(run_dir))
     assert {"mask_rcnn_coco_0001.h5", "mask_rcnn_coco_best.h5", "history.csv"} <= files
     with open(run_dir / "history.csv") as f:
-        assert [row.split(",")[0] for row in f.read().split()[1:]] == ["0"]
+        assert [row.split(",")[0] for row in f.read().split()[1:]] == ["1"]
     assert f"Last checkpoint: {run_dir / 'mask_rcnn_coco_0001.h5'}" in out
 
-    evaluate = run("evaluate", "--dataset", str(data), "--year", "2017", "--weights", "last",
-                   "--logs", str(logs), "--tiny", "--limit", "2")
-    assert evaluate.returncode == 0, evaluate.stdout[-3000:] + evaluate.stderr[-5000:]
-    out = evaluate.stdout
+    assert coco_sample.main(["evaluate", "--dataset", str(data), "--year", "2017", "--weights",
+                             "last", "--logs", str(logs), "--tiny", "--limit", "2"]) == 0
+    out = capsys.readouterr().out
     assert (f"Running COCO evaluation on 2 images of val2017 "
             f"(weights {run_dir / 'mask_rcnn_coco_0001.h5'})") in out
     for iou_type in ("bbox", "segm"):

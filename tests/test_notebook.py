@@ -310,7 +310,8 @@ def test_notebook_end_to_end(tmp_path):
             "evaluation.json"} <= files
     with open(os.path.join(run_dir, "history.csv")) as f:
         rows = f.read().split()
-    assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
+    # Two epochs, one a row, numbered as the checkpoints are.
+    assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
 
     # Stage 2 started from stage 1's best checkpoint, at the epoch where stage 1 stopped.
     assert report["stage1_best"] == os.path.join(run_dir, "mask_rcnn_facemask_best.h5")
