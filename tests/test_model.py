@@ -249,8 +249,8 @@ def test_find_last_and_log_dir(tmp_path):
         model.find_last()
     run = tmp_path / "tiny20260102T0304"
     run.mkdir()
-    (run / "mask_rcnn_tiny_0001.h5").write_bytes(b"")
-    (run / "mask_rcnn_tiny_0007.h5").write_bytes(b"")
+    model.save_weights(str(run / "mask_rcnn_tiny_0001.h5"), epoch=1)
+    model.save_weights(str(run / "mask_rcnn_tiny_0007.h5"), epoch=7)
     last = model.find_last()
     assert last.endswith("mask_rcnn_tiny_0007.h5")
     model.set_log_dir(last)
@@ -276,7 +276,7 @@ def test_new_runs_started_in_the_same_minute_get_their_own_directories(
     assert sorted(os.listdir(tmp_path)) == ["tiny20260102T%04d" % t for t in (304, 305, 306, 307)]
 
     for run in (a, b):
-        open(run.checkpoint_path.format(epoch=1), "wb").close()
+        tiny_inference_model.save_weights(run.checkpoint_path.format(epoch=1), epoch=1)
     # Later runs sort after earlier ones: the newest run with a checkpoint is b's.
     assert c.find_last() == os.path.join(b.log_dir, "mask_rcnn_tiny_0001.h5")
     # Resuming continues in the checkpoint's directory although it exists.

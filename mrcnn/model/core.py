@@ -178,33 +178,106 @@ class MaskRCNN:
         return log_dir
 
     def find_last(self):
-        """Path of the last checkpoint of the latest training run of this config's NAME.
+        """Path of the last intact checkpoint of the latest training run of this config's NAME.
 
-        Raises FileNotFoundError (naming the directory searched) when there is none.
+        Runs are searched latest first and, within a run, from the highest epoch down. A
+        checkpoint that fails the cheap check ``weights.checkpoint_problem`` (empty, truncated,
+        not HDF5, no layer list: e.g. a file a sync tool left half-copied) is skipped with a
+        warning, so the previous good one is returned.
+        Raises FileNotFoundError naming the directories searched when there is none.
         """
         name = (self.config.NAME or "mrcnn").lower()
-        dirs = sorted(d for d in (os.listdir(self.model_dir) if os.path.isdir(self.model_dir)
-                                  else []) if d.startswith(name)
-                      and os.path.isdir(os.path.join(self.model_dir, d)))
-        for d in reversed(dirs):
+        model_dir = os.path.abspath(self.model_dir)
+        runs = sorted(d for d in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
+                      if d.startswith(name) and os.path.isdir(os.path.join(model_dir, d)))
+        skipped = []
+        for d in reversed(runs):
             run_dir = os.path.join(self.model_dir, d)
             checkpoints = sorted(f for f in os.listdir(run_dir)
                                  if f.startswith("mask_rcnn") and f.endswith(".h5")
                                  and not f.endswith("_best.h5"))
-            if checkpoints:
-                return os.path.join(run_dir, checkpoints[-1])
+            for f in reversed(checkpoints):
+                path = os.path.join(run_dir, f)
+                problem = weights_io.checkpoint_problem(path)
+                if problem is None:
+                    return path
+                logger.warning("find_last: skipping checkpoint %s: it %s", path, problem)
+                skipped.append(path)
+        if not os.path.isdir(model_dir):
+            where = "%s, which does not exist" % model_dir
+        elif not runs:
+            where = "%s, which holds no run directory %s<YYYYMMDDTHHMM>" % (model_dir, name)
+        else:
+            where = "%s and its run directories %s" % (model_dir, ", ".join(runs[::-1][:5])
+                                                      + (", ..." if len(runs) > 5 else ""))
         raise FileNotFoundError(
-            "Could not find a checkpoint of %r in %s: train first, or pass a weights file"
-            % (name, os.path.abspath(self.model_dir)))
+            "Could not find a checkpoint of %r: looked in %s%s. Train first, pass a weights file, "
+            "or use model_dir= the folder that holds the run directories."
+            % (name, where, "; skipped %d unreadable: %s" % (len(skipped), ", ".join(skipped[:3]))
+               if skipped else ""))
 
     def find_best(self):
-        """Path of the best checkpoint (lowest validation loss) of the latest run, if marked."""
-        last = self.find_last()
-        run_dir = os.path.dirname(last)
-        best = [f for f in os.listdir(run_dir) if f.endswith("_best.h5")]
-        if not best:
-            raise FileNotFoundError("No best checkpoint marked in %s" % run_dir)
-        return os.path.join(run_dir, sorted(best)[-1])
+        """Path of the best checkpoint (lowest validation loss) of the latest run that marks one.
+
+        ``best.json`` names the numbered checkpoint and ``mask_rcnn_<name>_best.h5`` is its hard
+        link (or copy). Returned is the ``_best.h5`` file when both agree (same file, or the same
+        ``epoch`` attribute), else the numbered checkpoint that best.json names, with a warning:
+        training was interrupted between the two writes, or a file is damaged. Unreadable files
+        are skipped with a warning and earlier runs searched, as in ``find_last``.
+        Raises FileNotFoundError naming the directories searched when there is none.
+        """
+        name = (self.config.NAME or "mrcnn").lower()
+        model_dir = os.path.abspath(self.model_dir)
+        runs = sorted(d for d in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
+                      if d.startswith(name) and os.path.isdir(os.path.join(model_dir, d)))
+        for d in reversed(runs):
+            run_dir = os.path.join(self.model_dir, d)
+            marked = sorted(f for f in os.listdir(run_dir)
+                            if f.startswith("mask_rcnn") and f.endswith("_best.h5"))
+            best_h5 = os.path.join(run_dir, marked[-1]) if marked else None
+            record_path = os.path.join(run_dir, "best.json")
+            record = None
+            if os.path.isfile(record_path):
+                try:
+                    with open(record_path) as f:
+                        record = json.load(f)
+                    record = {"checkpoint": os.path.basename(str(record["checkpoint"])),
+                              "epoch": int(record["epoch"])}
+                except (OSError, ValueError, KeyError, TypeError) as e:
+                    logger.warning("find_best: cannot read %s (%s)", record_path, e)
+                    record = None
+            if best_h5 is None and record is None:
+                continue
+            best_ok = best_h5 is not None and weights_io.checkpoint_problem(best_h5) is None
+            if record is None:
+                if best_ok:
+                    return best_h5
+                logger.warning("find_best: skipping %s: unreadable and no best.json", best_h5)
+                continue
+            numbered = os.path.join(run_dir, record["checkpoint"])
+            numbered_ok = (os.path.isfile(numbered)
+                           and weights_io.checkpoint_problem(numbered) is None)
+            if best_ok:
+                if numbered_ok and os.path.samefile(best_h5, numbered):
+                    return best_h5
+                try:
+                    epoch = weights_io.read_attrs(best_h5).get("epoch")
+                except (weights_io.WeightsFileError, OSError):
+                    epoch = None
+                if epoch == record["epoch"]:
+                    return best_h5
+            if numbered_ok:
+                logger.warning("find_best: %s does not hold epoch %d that %s names; using %s",
+                               best_h5 or "the _best.h5 file", record["epoch"], record_path,
+                               numbered)
+                return numbered
+            logger.warning("find_best: skipping run %s: the best checkpoint %s is missing or "
+                           "unreadable", run_dir, numbered)
+        raise FileNotFoundError(
+            "Could not find a best checkpoint of %r: looked in %s%s. Train first (each epoch marks "
+            "the best one), or use model_dir= the folder that holds the run directories."
+            % (name, model_dir, " and its run directories " + ", ".join(runs[::-1][:5])
+               if runs else ", which holds no run directory %s<YYYYMMDDTHHMM>" % name))
 
     # ------------------------------------------------------------------ weights
     def load_weights(self, filepath, by_name=False, exclude=None):

@@ -4,6 +4,7 @@
 ``tf.distribute`` strategies and mixed precision work as for any Keras model.
 """
 
+import errno
 import json
 import logging
 import os
@@ -141,7 +142,12 @@ class CheckpointCallback(keras.callbacks.Callback):
     """After each epoch write ``mask_rcnn_<name>_<epoch>.h5`` atomically and mark the best.
 
     The best checkpoint by ``val_loss`` (``loss`` without validation data) over the whole run
-    directory is recorded in ``best.json`` and hard-linked as ``mask_rcnn_<name>_best.h5``.
+    directory is recorded in ``best.json`` and hard-linked (copied where links are not
+    supported) as ``mask_rcnn_<name>_best.h5``. Each file is written under a temporary name and
+    renamed once complete, in this order: the numbered checkpoint, ``best.json``, the
+    ``_best.h5`` link. A kill between the last two leaves best.json naming the new best while
+    ``_best.h5`` still holds the previous one; ``find_best`` notices (the file's ``epoch``
+    attribute) and returns the numbered checkpoint best.json names.
     """
 
     def __init__(self, maskrcnn):
@@ -157,26 +163,68 @@ class CheckpointCallback(keras.callbacks.Callback):
         metric = "val_loss" if "val_loss" in logs else "loss"
         value = float(logs.get(metric, np.nan))
         best_file = os.path.join(mr.log_dir, "best.json")
-        best = None
-        if os.path.exists(best_file):
-            with open(best_file) as f:
-                best = json.load(f)
+        best = _read_best(best_file)
         if np.isfinite(value) and (best is None or value < best["value"]):
-            best_path = path[:-len("_%04d.h5" % (epoch + 1))] + "_best.h5"
-            tmp = best_path + ".tmp"
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            try:
-                os.link(path, tmp)
-            except OSError:
-                import shutil
-                shutil.copyfile(path, tmp)
-            os.replace(tmp, best_path)
             record = {"checkpoint": os.path.basename(path), "epoch": epoch + 1,
                       "metric": metric, "value": value}
-            with open(best_file + ".tmp", "w") as f:
-                json.dump(record, f, indent=2)
-            os.replace(best_file + ".tmp", best_file)
+            _write_atomic(best_file, json.dumps(record, indent=2).encode())
+            best_path = path[:-len("_%04d.h5" % (epoch + 1))] + "_best.h5"
+            _link_atomic(path, best_path)
+
+
+def _read_best(best_file):
+    """best.json's record, or None when absent or unreadable (then the next epoch re-marks)."""
+    if not os.path.exists(best_file):
+        return None
+    try:
+        with open(best_file) as f:
+            best = json.load(f)
+        float(best["value"])
+        return best
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        logger.warning("Cannot read %s (%s); the best checkpoint is marked anew", best_file, e)
+        return None
+
+
+def _write_atomic(path, data):
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def _link_atomic(source, target):
+    """``target`` becomes a hard link to ``source`` (a copy where links are not supported)."""
+    tmp = target + ".tmp"
+    _remove_quietly(tmp)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            import shutil
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException as e:
+        _remove_quietly(tmp)
+        from mrcnn.weights import DiskFullError, _is_disk_full
+        if isinstance(e, OSError) and _is_disk_full(e):
+            raise DiskFullError(errno.ENOSPC, "Cannot mark the best checkpoint %s as %s: the disk "
+                                "is full; %s is intact" % (source, target, source),
+                                target) from e
+        raise
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def _optimizer(config, learning_rate):
