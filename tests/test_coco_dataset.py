@@ -185,3 +185,75 @@ def test_wrong_size_rle(tmp_path):
     ds.prepare()
     with pytest.raises(ValueError, match="annotation 1"):
         ds.load_mask(0)
+
+
+# ------------------------------------------------------------------------- hostile input
+# (tests/test_fuzz_annotations.py mutates files at random; these are the exact cases.)
+from mrcnn.datasets.coco import COCOFormatError, COCOWarning  # noqa: E402
+
+
+def _load_with(tmp_path, mutate):
+    path, image_dir = make_coco(tmp_path)
+    data = json.loads(path.read_text())
+    mutate(data)
+    path.write_text(json.dumps(data))
+    ds = COCODataset()
+    ds.load_coco_json(str(path), str(image_dir))
+    ds.prepare()
+    return ds, [ds.load_mask(i) for i in ds.image_ids]
+
+
+@pytest.mark.parametrize("segmentation, pattern", [
+    ({"size": [H, W], "counts": [5, 10]}, "cover 15 pixels"),
+    ({"size": [H, W], "counts": [-5, H * W + 5]}, "non-negative"),
+    ({"size": [H, W], "counts": "zzzz"}, "invalid character|truncated|cover"),
+    ({"size": [H, W], "counts": "PP"}, "cover|truncated"),
+    ({"size": [0, W], "counts": []}, "positive"),
+    ({"size": [H, W], "counts": None}, "list or a string"),
+], ids=["short", "negative", "garbage", "truncated", "zero-size", "null"])
+def test_damaged_rle_is_rejected_before_pycocotools_decodes_it(tmp_path, segmentation, pattern):
+    """pycocotools' C decoder does not check run lengths against the mask size; a damaged RLE
+    would write past the mask. It is rejected first, naming the file and the annotation."""
+    def mutate(data):
+        data["annotations"][1]["segmentation"] = segmentation
+    with pytest.raises(COCOFormatError, match=pattern) as info:
+        _load_with(tmp_path, mutate)
+    assert "instances.json" in str(info.value) and "annotation 12" in str(info.value)
+
+
+@pytest.mark.parametrize("change, pattern", [
+    (lambda d: d["annotations"][0].update(image_id=99), r"annotations\[0\].*image_id 99"),
+    (lambda d: d["annotations"][0].update(category_id=42), r"category_id 42"),
+    (lambda d: d["annotations"][0].update(id=[1]), r"annotations\[0\].*id must be an integer"),
+    (lambda d: d["annotations"][1].update(id=11), "annotation id 11 is used twice"),
+    (lambda d: d["images"][0].update(height=0), r"images\[0\].*height must be a positive"),
+    (lambda d: d["images"][0].update(width="30"), r"width must be a positive"),
+    (lambda d: d["images"][1].update(id=1), "id 1 is used twice"),
+    (lambda d: d["images"][0].update(file_name=None), "file_name must be a non-empty string"),
+    (lambda d: d["annotations"][0].update(segmentation=[[float("nan"), 1, 2, 3, 4, 5]]),
+     "finite numbers"),
+])
+def test_malformed_entries_name_the_file_and_entry(tmp_path, change, pattern):
+    with pytest.raises(COCOFormatError, match=pattern) as info:
+        _load_with(tmp_path, change)
+    assert "instances.json" in str(info.value)
+
+
+def test_polygons_far_outside_are_clipped_and_short_ones_warned(tmp_path):
+    big = 1e12
+
+    def mutate(data):
+        data["annotations"] = [
+            {"id": 1, "image_id": 2, "category_id": 3, "iscrowd": 0,
+             "segmentation": [[-big, -big, big, -big, big, big, -big, big]]},
+            {"id": 2, "image_id": 2, "category_id": 3, "iscrowd": 0,
+             "segmentation": [[1, 2, 3, 4], [2, 2, 8, 2, 8, 8]]},
+            {"id": 3, "image_id": 2, "category_id": 3, "iscrowd": 0, "segmentation": []},
+        ]
+    with pytest.warns(COCOWarning) as caught:
+        ds, results = _load_with(tmp_path, mutate)
+    (masks, class_ids), = results
+    assert masks.shape == (H, W, 2) and masks[..., 0].all() and masks[..., 1].any()
+    messages = [str(w.message) for w in caught]
+    assert any("annotation 2" in m and "polygon 0 has 4 coordinates" in m for m in messages)
+    assert any("annotation 3" in m and "empty segmentation" in m for m in messages)

@@ -427,3 +427,62 @@ def test_no_warning_for_a_clean_file(tmp_path):
         warnings.simplefilter("error")
         ds = load(tmp_path)
     assert ds.num_images == 1
+
+
+# ------------------------------------------------------------------------- hostile input
+# (tests/test_fuzz_annotations.py throws random mutations at the loader; these are the cases
+# it found or that need an exact answer.)
+
+def test_bow_tie_polygon_has_pixels_although_its_shoelace_area_is_zero(tmp_path):
+    write_image(tmp_path, "a.png", 24, 24)
+    write_json(tmp_path, via2({"a.png": [polygon([2, 20, 2, 20], [2, 20, 20, 2])]}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VIAWarning)
+        ds = load(tmp_path)
+    masks, _ = ds.load_mask(0)
+    assert masks.shape == (24, 24, 1) and 100 < masks.sum() < 24 * 24
+
+
+def test_collinear_polygon_is_skipped_with_a_warning(tmp_path):
+    write_image(tmp_path, "a.png", 16, 16)
+    write_json(tmp_path, via2({"a.png": [polygon([1, 5, 9], [1, 5, 9]),
+                                         polygon([1, 9, 9, 1], [1, 1, 9, 9])]}))
+    with pytest.warns(VIAWarning, match=r"'a\.png' region 0: polygon has zero area"):
+        ds = load(tmp_path)
+    assert ds.load_mask(0)[0].shape == (16, 16, 1)
+
+
+@pytest.mark.parametrize("big", [1e9, 1e12, 1e300])
+def test_points_far_outside_the_image_are_clipped(tmp_path, big):
+    write_image(tmp_path, "a.png", 10, 12)
+    write_json(tmp_path, via2({"a.png": [
+        polygon([-big, big, big, -big], [-big, -big, big, big]),
+        region({"name": "circle", "cx": 5, "cy": 5, "r": big})]}))
+    ds = load(tmp_path)
+    masks, _ = ds.load_mask(0)
+    assert masks.shape == (10, 12, 2) and masks.all()
+
+
+def test_duplicate_json_keys_are_an_error_naming_the_key(tmp_path):
+    write_image(tmp_path, "a.png", 16, 16)
+    entry = json.dumps({"filename": "a.png", "size": 1, "regions": [
+        polygon([1, 9, 9, 1], [1, 1, 9, 9])]})
+    write_json(tmp_path, '{"a.png1": %s, "a.png1": %s}' % (entry, entry))
+    with pytest.raises(VIAFormatError, match=r"via_region_data\.json: key 'a\.png1' appears twice"):
+        load(tmp_path)
+    # In VIA 1.x regions (an object) too: one of the two regions would vanish.
+    r = json.dumps(polygon([1, 9, 9, 1], [1, 1, 9, 9]))
+    write_json(tmp_path, '{"k": {"filename": "a.png", "regions": {"0": %s, "0": %s}}}' % (r, r))
+    with pytest.raises(VIAFormatError, match="key '0' appears twice"):
+        load(tmp_path)
+
+
+def test_nul_in_filename_and_unreadable_or_empty_images_are_format_errors(tmp_path):
+    write_image(tmp_path, "a.png", 16, 16)
+    write_json(tmp_path, via2({"a\x00.png": [polygon([1, 9, 9, 1], [1, 1, 9, 9])]}))
+    with pytest.raises(VIAFormatError, match="NUL"):
+        load(tmp_path)
+    (tmp_path / "zero.png").write_bytes(b"")
+    write_json(tmp_path, via2({"zero.png": [polygon([1, 9, 9, 1], [1, 1, 9, 9])]}))
+    with pytest.raises(VIAFormatError, match=r"image 'zero\.png': cannot read the size"):
+        load(tmp_path)

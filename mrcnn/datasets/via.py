@@ -45,6 +45,7 @@ __all__ = [
     "VIADataset",
     "VIAFormatError",
     "VIAWarning",
+    "clip_polygon",
     "parse_shape_attributes",
     "shape_pixels",
     "shape_mask",
@@ -149,6 +150,55 @@ def parse_shape_attributes(shape_attributes, where="shape_attributes"):
                          "ellipse, polyline or point)")
 
 
+# Coordinates beyond this many pixels are clamped to it before rasterising: no image is that
+# large, and it keeps the arithmetic of absurd (1e308) values finite.
+_FAR = 1e12
+
+
+def clip_polygon(xs, ys, x0, y0, x1, y1):
+    """Sutherland-Hodgman clip of a polygon (any, also self-intersecting) to the rectangle
+    ``[x0, x1] x [y0, y1]``. Returns ``(xs, ys)`` lists, possibly empty."""
+    pts = [(min(max(float(x), -_FAR), _FAR), min(max(float(y), -_FAR), _FAR))
+           for x, y in zip(xs, ys)]
+    for axis, bound, low in ((0, x0, True), (0, x1, False), (1, y0, True), (1, y1, False)):
+        if not pts:
+            break
+
+        def inside(p):
+            return p[axis] >= bound if low else p[axis] <= bound
+
+        def cut(a, b):
+            t = (bound - a[axis]) / (b[axis] - a[axis])
+            other = 1 - axis
+            point = [0.0, 0.0]
+            point[axis] = bound
+            point[other] = a[other] + t * (b[other] - a[other])
+            return tuple(point)
+
+        out = []
+        prev = pts[-1]
+        for cur in pts:
+            if inside(cur):
+                if not inside(prev):
+                    out.append(cut(prev, cur))
+                out.append(cur)
+            elif inside(prev):
+                out.append(cut(prev, cur))
+            prev = cur
+        pts = out
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def _collinear(xs, ys):
+    """True when all vertices lie on one line (or coincide): the polygon encloses nothing."""
+    x = np.clip(np.asarray(xs, np.float64), -_FAR, _FAR)
+    y = np.clip(np.asarray(ys, np.float64), -_FAR, _FAR)
+    dx, dy = x - x[0], y - y[0]
+    cross = dx[:, None] * dy[None, :] - dy[:, None] * dx[None, :]
+    scale = max(float(np.abs(dx).max()), float(np.abs(dy).max()), 1.0)
+    return float(np.abs(cross).max()) <= 1e-12 * scale * scale
+
+
 def _polygon_area(xs, ys):
     """Shoelace area of a closed polygon (absolute value)."""
     x = np.asarray(xs, dtype=np.float64)
@@ -161,8 +211,10 @@ def shape_degeneracy(shape):
     if shape["type"] == "polygon":
         if len(shape["x"]) < 3:
             return f"{shape['name']} has {len(shape['x'])} point(s), at least 3 are needed"
-        if _polygon_area(shape["x"], shape["y"]) <= 0:
-            return f"{shape['name']} has zero area"
+        # Not the shoelace area: a self-intersecting polygon (a bow tie) can have lobes that
+        # cancel there yet still cover pixels.
+        if _collinear(shape["x"], shape["y"]):
+            return f"{shape['name']} has zero area (all points on one line)"
         return None
     if shape["rx"] <= 0 or shape["ry"] <= 0:
         return f"{shape['name']} has a non-positive radius"
@@ -183,21 +235,29 @@ def shape_pixels(shape, height, width):
     if shape_degeneracy(shape) is not None:
         return np.zeros(0, np.intp), np.zeros(0, np.intp)
     # skimage samples at integer coordinates; moving the shape by -0.5 samples pixel centres.
+    if height <= 0 or width <= 0:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
     if shape["type"] == "polygon":
-        rows = np.asarray(shape["y"], np.float64) - 0.5
-        cols = np.asarray(shape["x"], np.float64) - 0.5
+        # Clipped to the image plus a pixel, so vertices far outside cost nothing.
+        xs, ys = clip_polygon(shape["x"], shape["y"], -1.0, -1.0, width + 1.0, height + 1.0)
+        if len(xs) < 3:
+            return np.zeros(0, np.intp), np.zeros(0, np.intp)
+        rows = np.asarray(ys, np.float64) - 0.5
+        cols = np.asarray(xs, np.float64) - 0.5
         # Skip the raster scan for polygons wholly outside the image.
         if rows.max() < 0 or cols.max() < 0 or rows.min() > height - 1 or cols.min() > width - 1:
             return np.zeros(0, np.intp), np.zeros(0, np.intp)
         # shape= limits skimage's scan to the image, which clips the polygon exactly.
         rr, cc = skimage.draw.polygon(rows, cols, shape=(height, width))
     else:
-        cy, cx = shape["cy"] - 0.5, shape["cx"] - 0.5
-        reach = shape["rx"] + shape["ry"]  # bounds the extent at any rotation
+        cy = min(max(shape["cy"], -_FAR), _FAR) - 0.5
+        cx = min(max(shape["cx"], -_FAR), _FAR) - 0.5
+        ry, rx = min(shape["ry"], _FAR), min(shape["rx"], _FAR)
+        reach = rx + ry  # bounds the extent at any rotation
         if cy + reach < 0 or cx + reach < 0 or cy - reach > height or cx - reach > width:
             return np.zeros(0, np.intp), np.zeros(0, np.intp)
         # skimage rotates counter-clockwise on screen, VIA (canvas) clockwise.
-        rr, cc = skimage.draw.ellipse(cy, cx, shape["ry"], shape["rx"], shape=(height, width),
+        rr, cc = skimage.draw.ellipse(cy, cx, ry, rx, shape=(height, width),
                                       rotation=-shape["theta"])
     return rr, cc
 
@@ -210,6 +270,21 @@ def shape_mask(shape_attributes, height, width):
         rr, cc = shape_pixels(shape, height, width)
         mask[rr, cc] = True
     return mask
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key):
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicate_keys(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def read_via_json(json_path):
@@ -228,7 +303,10 @@ def read_via_json(json_path):
         raise FileNotFoundError(f"VIA annotation file not found: {json_path}")
     try:
         with open(json_path, "r", encoding="utf-8") as f:
-            data = json.load(f)
+            data = json.load(f, object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as e:
+        raise VIAFormatError(f"{json_path}: key {e.key!r} appears twice in one JSON object "
+                             "(a hand edit?); only one could be kept, so nothing is") from None
     except json.JSONDecodeError as e:
         raise VIAFormatError(f"{json_path}: invalid JSON ({e})") from e
     except UnicodeDecodeError as e:
@@ -257,6 +335,9 @@ def read_via_json(json_path):
         filename = entry.get("filename")
         if not isinstance(filename, str) or not filename:
             raise VIAFormatError(f"{json_path}: entry {key!r} has no 'filename'")
+        if "\x00" in filename:
+            raise VIAFormatError(f"{json_path}: entry {key!r} has a filename with a NUL "
+                                 "character")
         entries.append((key, entry))
     return entries
 
@@ -410,7 +491,7 @@ class VIADataset(Dataset):
                     n_missing += 1
                     continue
                 raise FileNotFoundError(message)
-            height, width = _image_size(path, json_path)
+            height, width = _image_size(path, _where(json_path, filename))
             regions = []
             for shape in shapes:
                 reason = shape_degeneracy(shape)
@@ -471,12 +552,16 @@ class VIADataset(Dataset):
 
 
 def _image_size(path, json_path):
-    """``(height, width)`` from the image header; PIL decodes no pixels for ``.size``."""
+    """``(height, width)`` from the image header; PIL decodes no pixels for ``.size``.
+    ``json_path``: the message prefix (the JSON file and the entry's image)."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             width, height = im.size
     except Exception as e:  # PIL raises several types for unreadable files
-        raise ValueError(f"{json_path}: cannot read the size of image {path} ({e})") from e
+        raise VIAFormatError(f"{json_path}: cannot read the size of the image file {path} "
+                             f"({e})") from e
+    if height <= 0 or width <= 0:
+        raise VIAFormatError(f"{json_path}: the image file {path} is empty ({width}x{height})")
     return int(height), int(width)
