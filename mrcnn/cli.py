@@ -1,4 +1,5 @@
-"""The ``mrcnn`` command: train, evaluate, detect, anchors and demo on any VIA or COCO data set.
+"""The ``mrcnn`` command: train, evaluate, detect, anchors, demo and export, on any VIA or COCO data
+set.
 
 ::
 
@@ -6,6 +7,7 @@
     mrcnn train    --data DIR --classes balloon --weights coco   # VIA: DIR/train, DIR/val
     mrcnn evaluate                               # the best checkpoint of the latest run in logs/
     mrcnn detect   --image photos/ --output detections/
+    mrcnn export   --output exported/                # a SavedModel of the best checkpoint
 
 ``train`` saves its settings (data set, classes, preset, overrides, stages) in the run
 directory's ``settings.json``; ``evaluate``, ``detect`` and ``anchors`` read them back, so no
@@ -107,8 +109,11 @@ TRAINED = ("trained weights: best (the default: best checkpoint of the latest ru
            "last, a run directory or a .h5 path")
 
 
-def build_parser(prog="mrcnn"):
-    """The argparse parser of the command line (see the module docstring)."""
+def build_parser(prog="mrcnn", argv=None):
+    """The argparse parser of the command line (see the module docstring).
+
+    ``export``'s options come from `mrcnn.export`, which imports TensorFlow: they are added only
+    when ``argv`` asks for that command, so the other commands' help stays quick."""
     data_opt = _data_options()
     model_opt = _model_options()
     parser = argparse.ArgumentParser(
@@ -219,10 +224,23 @@ def build_parser(prog="mrcnn"):
     m.add_argument("--seed", type=int, default=0, help="data and initialisation seed")
     m.set_defaults(func=cmd_demo)
 
+    x = sub.add_parser("export", help="a TensorFlow SavedModel that serves raw images",
+                       description="Exports trained weights (best, last or a .h5 path; the "
+                                   "run's settings.json gives the configuration and classes) as "
+                                   "a SavedModel with detect() whole in the graph "
+                                   "(see mrcnn.export).")
+    if argv and "export" in argv[:1]:
+        from mrcnn import export
+
+        export.add_arguments(x)
+        x.set_defaults(func=lambda args, defaults: export.run(args))
+
     # The top-level help lists every command's options, not just the command names.
     parser.epilog = ("commands and their options:\n\n"
                      + "\n\n".join("  " + p.format_usage().replace("usage: ", "", 1)
                                    .rstrip().replace("\n", "\n  ") for p in (t, e, d, a, m))
+                     + f"\n\n  {prog} export --output DIR [--weights W] [--logs DIR] "
+                       f"[--min-confidence P]"
                      + f"\n\nRun '{prog} COMMAND --help' for what each option does.")
     return parser
 
@@ -397,7 +415,8 @@ def main(argv=None, prog="mrcnn", defaults=None, command_line=None):
     sets its NAME and classes here); ``prog``: the command name printed in help and errors;
     ``command_line``: how to run it, in the next-step lines printed (default ``prog``).
     """
-    args = build_parser(prog).parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(prog, argv).parse_args(argv)
     args.prog, args.command_line = prog, command_line or prog
     try:
         return args.func(args, dict(defaults or {}))

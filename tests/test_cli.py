@@ -204,6 +204,7 @@ def test_coco_format_data_set(tmp_path, capsys):
     (["evaluate", "--logs", "nologs"], "--logs DIR"),
     (["detect", "--weights", "x.h5", "--image", "y.jpg"], "x.h5"),
     (["anchors", "--data", "DATA", "--logs", "nologs"], "--logs nologs"),
+    (["export", "--logs", "nologs", "--output", "x"], "--logs DIR"),
 ])
 def test_errors_name_the_file_flag_and_fix(argv, expected, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

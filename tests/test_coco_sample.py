@@ -213,6 +213,15 @@ def test_train_then_evaluate(tmp_path, capsys):
     with open(run_dir / "history.csv") as f:
         assert [row.split(",")[0] for row in f.read().split()[1:]] == ["1"]
     assert f"Last checkpoint: {run_dir / 'mask_rcnn_coco_0001.h5'}" in out
+    # The run's settings.json lets the mrcnn command rebuild the model (mrcnn evaluate --logs).
+    with open(run_dir / "settings.json") as f:
+        settings = json.load(f)
+    assert (settings["format"], settings["year"], settings["class_names"]) == \
+        ("coco", "2017", ["box", "blob"])
+    assert settings["overrides"]["BACKBONE"] == "resnet18" and "preset" not in settings
+    from mrcnn.workflow import inference_model
+    model, names, _, _ = inference_model("last", str(logs))
+    assert names == ["BG", "box", "blob"] and model.config.IMAGE_MAX_DIM == 128
 
     assert coco_sample.main(["evaluate", "--dataset", str(data), "--year", "2017", "--weights",
                              "last", "--logs", str(logs), "--tiny", "--limit", "2"]) == 0

@@ -111,3 +111,32 @@ def make_config(preset="standard", overrides=None, class_names=None, inference=F
         config.GPU_COUNT, config.IMAGES_PER_GPU = 1, 1
     config.validate()
     return config
+
+
+def config_overrides(config, base=WorkflowConfig):
+    """The settings of ``config`` (any Config) that differ from ``base``'s defaults, so that
+    ``make_config("standard", config_overrides(config), ...)`` rebuilds it: what a run's
+    ``settings.json`` records when it was trained with a Config of the user's own. Derived
+    values, NAME, NUM_CLASSES and callables (a BACKBONE function) are left out."""
+    reference = base()
+    out = {}
+    for key in type(config)._setting_names():
+        if key in ("NAME", "NUM_CLASSES") or isinstance(getattr(type(config), key, None),
+                                                        property):
+            continue
+        value = getattr(config, key)
+        if callable(value):
+            continue
+        if not _same(value, getattr(reference, key, None)):
+            out[key] = value
+    return out
+
+
+def _same(a, b):
+    import numpy as np
+
+    try:
+        return bool(np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object))) \
+            if isinstance(a, (list, tuple, np.ndarray)) else a == b
+    except Exception:  # incomparable values differ
+        return False

@@ -11,6 +11,7 @@ import os
 import time
 
 from mrcnn.workflow.errors import WorkflowError
+from mrcnn.workflow.presets import config_overrides
 from mrcnn.workflow.runs import (SETTINGS_FILE, after_last_checkpoint, best_checkpoint,
                                  best_file, read_settings, resolve_weights, write_settings)
 
@@ -185,6 +186,10 @@ def train_stages(train_dataset, val_dataset, config, stages=FINE_TUNE, weights="
         record_settings.update(settings or {})
         record_settings.update({"name": config.NAME,
                                 "stages": [s.to_dict() for s in stages]})
+        # What evaluate and detect need to rebuild a model of any Config.
+        record_settings.setdefault("class_names", list(train_dataset.class_names[1:]))
+        if "preset" not in record_settings:
+            record_settings["overrides"] = config_overrides(config)
         record_settings.setdefault("stage_runs", [])
         if settings is not None:
             write_settings(run_dir, record_settings)
