@@ -40,6 +40,9 @@ VALID_BACKBONES = ("resnet18", "resnet50", "resnet101")
 #: Values of ``IMAGE_RESIZE_MODE`` understood by `mrcnn.image.resize_image`.
 VALID_RESIZE_MODES = ("none", "square", "pad64", "crop")
 
+#: Values of ``PRECISION``: Keras dtype policies.
+VALID_PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
 #: Keys allowed in ``LOSS_WEIGHTS`` (the five Mask R-CNN losses).
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss",
               "mrcnn_mask_loss")
@@ -197,6 +200,13 @@ class Config:
     # TRAIN_BN is True. 0.99 (Keras' default) averages over ~100 steps, which lags behind
     # weights trained from scratch at a high learning rate; 0.9 (PyTorch's default) keeps up.
     BATCH_NORM_MOMENTUM = 0.99
+
+    # Addition: numeric precision of training and inference, a Keras dtype policy.
+    # "float32" (Matterport's); "mixed_bfloat16" (bfloat16 compute, float32 weights: fast on
+    # CPUs with AVX512_BF16 or AMX and on TPUs/recent GPUs); "mixed_float16" (float16 compute
+    # with dynamic loss scaling, for NVIDIA GPUs). Box coordinates, anchors, proposals, ROI
+    # alignment coordinates, detection, softmax and losses stay float32.
+    PRECISION = "float32"
 
     # Gradient norm clipping.
     GRADIENT_CLIP_NORM = 5.0
@@ -407,6 +417,8 @@ class Config:
             fail("STEPS_PER_EPOCH", "must be an integer >= 1", "use e.g. 1000")
         if not _is_int(self.VALIDATION_STEPS) or self.VALIDATION_STEPS < 0:
             fail("VALIDATION_STEPS", "must be an integer >= 0", "use e.g. 50, or 0 to skip")
+        if self.PRECISION not in VALID_PRECISIONS:
+            fail("PRECISION", "unknown precision", f"use one of {', '.join(VALID_PRECISIONS)}")
         return self
 
 

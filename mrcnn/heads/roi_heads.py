@@ -19,7 +19,7 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     Returns: mrcnn_class_logits [N, R, C], mrcnn_class (softmax) [N, R, C],
     mrcnn_bbox [N, R, C, 4] deltas divided by BBOX_STD_DEV.
     """
-    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_classifier")(
+    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_classifier", dtype="float32")(
         [rois, image_meta] + list(feature_maps))
     x = MergeRoiAxis(name="classifier_merge_rois")(x)
     # A pool_size x pool_size 'valid' convolution is a fully connected layer on the ROI.
@@ -42,7 +42,7 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     rois: [N, R, 4] normalized. Returns mrcnn_mask [N, R, 2 * pool_size, 2 * pool_size, C]
     probabilities (sigmoid). train_bn, bn_momentum: as in ``fpn_classifier_graph``.
     """
-    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_mask")(
+    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_mask", dtype="float32")(
         [rois, image_meta] + list(feature_maps))
     x = MergeRoiAxis(name="mask_merge_rois")(x)
     for i in range(1, 5):

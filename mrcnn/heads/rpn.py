@@ -20,7 +20,7 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth):
                            name="rpn_conv_shared")(feature_map)
     x = layers.Conv2D(2 * anchors_per_location, 1, name="rpn_class_raw")(shared)
     rpn_class_logits = layers.Reshape((-1, 2))(x)
-    rpn_probs = layers.Activation("softmax", name="rpn_probs")(rpn_class_logits)
+    rpn_probs = layers.Activation("softmax", name="rpn_probs", dtype="float32")(rpn_class_logits)
     x = layers.Conv2D(anchors_per_location * 4, 1, name="rpn_bbox_pred")(shared)
     rpn_bbox = layers.Reshape((-1, 4))(x)
     return keras.Model(feature_map, [rpn_class_logits, rpn_probs, rpn_bbox], name="rpn_model")

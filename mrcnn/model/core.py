@@ -86,8 +86,17 @@ class MaskRCNN:
 
     # ------------------------------------------------------------------ building
     def build(self, mode, config):
-        """Build the Keras model of ``mode`` (Matterport's method name)."""
-        inputs, outputs = build_graph(mode, config)
+        """Build the Keras model of ``mode`` (Matterport's method name).
+
+        Layers are created under the dtype policy ``config.PRECISION``; the global policy is
+        restored afterwards, so other models built in the process are not affected.
+        """
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(config.PRECISION)
+        try:
+            inputs, outputs = build_graph(mode, config)
+        finally:
+            keras.config.set_dtype_policy(previous)
         if mode == "training":
             from mrcnn.training.trainer import MaskRCNNTrainer
             return MaskRCNNTrainer(config, inputs=inputs, outputs=outputs, name="mask_rcnn")

@@ -82,6 +82,10 @@ def build_graph(mode, config):
     mrcnn_class [N, R, C], mrcnn_bbox [N, R, C, 4], mrcnn_mask [N, D, mh, mw, C], ROI [N, R, 4],
     rpn_class [N, A, 2], rpn_bbox [N, A, 4].
     Training: see ``training_inputs``; outputs are TRAINING_OUTPUTS.
+
+    Layers take the global Keras dtype policy (``MaskRCNN`` sets it from Config.PRECISION while
+    building); the layers that handle box coordinates (anchors, proposals, targets, ROI align,
+    detection) are float32 whatever it is, so mixed precision never rounds a coordinate to 16 bits.
     """
     if mode not in ("training", "inference"):
         raise ValueError("mode must be 'training' or 'inference', got %r" % (mode,))
@@ -100,7 +104,7 @@ def build_graph(mode, config):
     head_maps = [p2, p3, p4, p5]
     anchors = AnchorsLayer(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
                            config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE,
-                           name="anchors")(image)
+                           name="anchors", dtype="float32")(image)
     rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
                           config.TOP_DOWN_PYRAMID_SIZE)
     rpn_class_logits, rpn_class, rpn_bbox = apply_rpn(rpn, rpn_maps)
@@ -108,19 +112,23 @@ def build_graph(mode, config):
     proposal_count = (config.POST_NMS_ROIS_TRAINING if mode == "training"
                       else config.POST_NMS_ROIS_INFERENCE)
     rpn_rois = ProposalLayer(proposal_count, config.RPN_NMS_THRESHOLD, config.PRE_NMS_LIMIT,
-                             config.RPN_BBOX_STD_DEV, name="ROI")([rpn_class, rpn_bbox, anchors])
+                             config.RPN_BBOX_STD_DEV, name="ROI",
+                             dtype="float32")([rpn_class, rpn_bbox, anchors])
     num_classes = config.NUM_CLASSES
     mask_channels = config.TOP_DOWN_PYRAMID_SIZE
 
     if mode == "training":
-        gt_boxes = NormBoxes(name="norm_gt_boxes")([inputs["input_gt_boxes"], image])
+        gt_boxes = NormBoxes(name="norm_gt_boxes", dtype="float32")(
+            [inputs["input_gt_boxes"], image])
         if config.USE_RPN_ROIS:
             target_rois = rpn_rois
         else:
-            target_rois = NormBoxes(name="norm_input_rois")([inputs["input_roi"], image])
+            target_rois = NormBoxes(name="norm_input_rois", dtype="float32")(
+                [inputs["input_roi"], image])
         rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
             config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO, config.MASK_SHAPE,
-            config.USE_MINI_MASK, config.BBOX_STD_DEV, name="proposal_targets")(
+            config.USE_MINI_MASK, config.BBOX_STD_DEV, name="proposal_targets",
+            dtype="float32")(
             [target_rois, inputs["input_gt_class_ids"], gt_boxes, inputs["input_gt_masks"]])
         class_logits, class_probs, bbox = fpn_classifier_graph(
             rois, head_maps, meta, config.POOL_SIZE, num_classes, config.TRAIN_BN,
@@ -128,7 +136,7 @@ def build_graph(mode, config):
         # The mask loss only sees positive ROIs, and DetectionTargetLayer puts them first (at
         # most int(T * ROI_POSITIVE_RATIO)), so the mask head runs on those rows alone: the same
         # loss and gradients as Matterport's head over all T ROIs, at a third of the cost.
-        mask_rois = LeadingRois(mask_roi_count(config), name="mask_rois")(rois)
+        mask_rois = LeadingRois(mask_roi_count(config), name="mask_rois", dtype="float32")(rois)
         mask = build_fpn_mask_graph(mask_rois, head_maps, meta, config.MASK_POOL_SIZE,
                                     num_classes, config.TRAIN_BN, mask_channels,
                                     bn_momentum=config.BATCH_NORM_MOMENTUM)
@@ -141,11 +149,13 @@ def build_graph(mode, config):
         config.FPN_CLASSIF_FC_LAYERS_SIZE, bn_momentum=config.BATCH_NORM_MOMENTUM)
     detections = DetectionLayer(config.DETECTION_MAX_INSTANCES, config.DETECTION_MIN_CONFIDENCE,
                                 config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
-                                name="mrcnn_detection")([rpn_rois, class_probs, bbox, meta])
-    detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
+                                name="mrcnn_detection", dtype="float32")(
+        [rpn_rois, class_probs, bbox, meta])
+    detection_boxes = DetectionBoxes(name="detection_boxes", dtype="float32")(detections)
     mask = build_fpn_mask_graph(detection_boxes, head_maps, meta, config.MASK_POOL_SIZE,
                                 num_classes, config.TRAIN_BN, mask_channels,
                                 bn_momentum=config.BATCH_NORM_MOMENTUM)
-    mask = LeadingRois(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mask)
+    mask = LeadingRois(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded",
+                       dtype="float32")(mask)
     values = (detections, class_probs, bbox, mask, rpn_rois, rpn_class, rpn_bbox)
     return inputs, dict(zip(INFERENCE_OUTPUTS, values))
