@@ -123,6 +123,54 @@ def set_trainable(keras_model, layer_regex, verbose=0):
     return trainable
 
 
+class TrainingDivergedError(FloatingPointError):
+    """The training loss became NaN or infinite. The message names the epoch, the step and the
+    images of that batch; ``record`` holds them (``epoch``, ``step``, ``image_ids``, ``losses``,
+    ``last_checkpoint``). No checkpoint is written for the epoch it happened in."""
+
+    def __init__(self, message, record):
+        super().__init__(message)
+        self.record = record
+
+
+class StopOnBadLoss(keras.callbacks.Callback):
+    """Stops training at the first step whose loss is NaN or infinite and records where.
+
+    Replaces Keras's ``TerminateOnNaN``, which only prints a line. ``sequence`` is the training
+    ``MaskRCNNSequence``: a batch is a pure function of (epoch, index), so the images of the bad
+    step are found by rebuilding it.
+    """
+
+    def __init__(self, sequence):
+        super().__init__()
+        self.sequence = sequence
+        self.bad = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        values = {k: float(v) for k, v in logs.items()
+                  if k == "loss" or k in LOSS_NAMES}
+        if not values or all(np.isfinite(v) for v in values.values()):
+            return
+        self.model.stop_training = True
+        self.bad = {"epoch": self._epoch + 1, "step": batch + 1,
+                    "losses": {k: v for k, v in values.items() if not np.isfinite(v)},
+                    "image_ids": self._image_ids(batch)}
+
+    def _image_ids(self, batch):
+        try:
+            metas = self.sequence[batch]["input_image_meta"]
+            dataset = self.sequence.dataset
+            return [dataset.image_info[int(i)].get("id", int(i)) for i in metas[:, 0]]
+        except Exception as e:  # the message matters more than the ids
+            logger.warning("Cannot tell which images the bad batch held: %s", e)
+            return []
+
+
 class HistoryCSVLogger(keras.callbacks.CSVLogger):
     """Keras's ``CSVLogger`` with epochs counted from 1, as in the console, the checkpoint names
     (row ``epoch`` N is the epoch that wrote ``mask_rcnn_<name>_000N.h5``) and the plots."""
@@ -150,12 +198,15 @@ class CheckpointCallback(keras.callbacks.Callback):
     attribute) and returns the numbered checkpoint best.json names.
     """
 
-    def __init__(self, maskrcnn):
+    def __init__(self, maskrcnn, bad_loss=None):
         super().__init__()
         self.maskrcnn = maskrcnn
+        self.bad_loss = bad_loss  # a StopOnBadLoss: no checkpoint of weights that went bad
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if self.bad_loss is not None and self.bad_loss.bad is not None:
+            return
         mr = self.maskrcnn
         path = mr.checkpoint_path.format(epoch=epoch + 1)
         mr.save_weights(path, epoch=epoch + 1)
@@ -231,8 +282,13 @@ def _optimizer(config, learning_rate):
     lr = (WarmupSchedule(learning_rate, config.WARMUP_STEPS)
           if getattr(config, "WARMUP_STEPS", 0) else learning_rate)
     clip = config.GRADIENT_CLIP_NORM
-    return keras.optimizers.SGD(learning_rate=lr, momentum=config.LEARNING_MOMENTUM,
-                                global_clipnorm=clip if clip else None)
+    optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=config.LEARNING_MOMENTUM,
+                                     global_clipnorm=clip if clip else None)
+    if getattr(config, "PRECISION", "float32") == "mixed_float16":
+        # float16 gradients underflow without it; the scale adapts (halves on inf/NaN steps,
+        # which are skipped, and doubles after 2,000 good ones).
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
@@ -265,11 +321,12 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
                                 name="validation")
                if val_dataset is not None else None)
     maskrcnn.create_log_dir()
+    bad_loss = StopOnBadLoss(train_seq)
     callbacks = [
         EpochTensorBoard(log_dir=maskrcnn.log_dir, histogram_freq=0, write_graph=False),
         HistoryCSVLogger(os.path.join(maskrcnn.log_dir, "history.csv"), append=True),
-        CheckpointCallback(maskrcnn),
-        keras.callbacks.TerminateOnNaN(),
+        bad_loss,
+        CheckpointCallback(maskrcnn, bad_loss),
     ] + list(custom_callbacks or [])
     logger.info("Starting at epoch %d, LR=%g, checkpoints in %s", maskrcnn.epoch,
                 learning_rate, maskrcnn.log_dir)
@@ -277,14 +334,39 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
     with scope:
         set_trainable(model, layer_regex)
         model.compile(optimizer=_optimizer(config, learning_rate), jit_compile=False)
+        # Created here, the optimizer's slots exist before fit traces train_step. Left to the
+        # first step, they are created inside the trace, and TensorFlow traces a function that
+        # creates variables twice: the first step took twice as long (docs/benchmarks.md).
+        model.optimizer.build(model.trainable_variables)
     history = model.fit(train_seq, initial_epoch=maskrcnn.epoch, epochs=epochs,
                         steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
                         validation_data=val_seq,
                         validation_steps=config.VALIDATION_STEPS if val_seq else None,
-                        verbose="auto")
+                        # The sequence shuffles images itself; fit's own shuffle of the batch
+                        # order would hide which batch a step trained on (StopOnBadLoss).
+                        shuffle=False, verbose="auto")
     # maskrcnn.epoch is not set to ``epochs`` here: CheckpointCallback advanced it with each
     # checkpoint, so a callback that stopped training early leaves it at the last epoch done.
+    if bad_loss.bad is not None:
+        _raise_diverged(maskrcnn, bad_loss.bad)
     return history
+
+
+def _raise_diverged(maskrcnn, bad):
+    try:
+        last = maskrcnn.find_last()
+    except FileNotFoundError:
+        last = None
+    bad = dict(bad, last_checkpoint=last)
+    losses = ", ".join("%s=%s" % kv for kv in sorted(bad["losses"].items()))
+    ids = ", ".join(repr(i) for i in bad["image_ids"]) or "unknown"
+    raise TrainingDivergedError(
+        "Training stopped: the loss became non-finite (%s) at epoch %d, step %d. Images of that "
+        "batch: %s. No checkpoint was written for epoch %d; %s. Check those images' annotations "
+        "(a degenerate box or mask), leave them out of the data set and resume from "
+        "find_last(), or lower the learning rate."
+        % (losses, bad["epoch"], bad["step"], ids, bad["epoch"],
+           "the last good one is %s" % last if last else "there is no earlier checkpoint"), bad)
 
 
 class _null_scope:
