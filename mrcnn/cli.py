@@ -21,6 +21,7 @@ import logging
 import os
 import shlex
 import sys
+import time
 
 from mrcnn.workflow.errors import WorkflowError, user_error_types
 from mrcnn.workflow.presets import PRESETS
@@ -156,6 +157,9 @@ def build_parser(prog="mrcnn", argv=None):
     t.add_argument("--images-per-gpu", type=int, metavar="N", help="IMAGES_PER_GPU")
     t.add_argument("--augment", action="store_true", default=None,
                    help="random left-right flips (albumentations or imgaug)")
+    t.add_argument("--max-minutes", type=float, metavar="M",
+                   help="stop training after M minutes (the epoch under way is validated and "
+                        "checkpointed; stages not started are skipped)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", parents=[data_opt, model_opt, _run_options(TRAINED)],
@@ -305,7 +309,10 @@ def cmd_train(args, defaults):
     else:
         raise WorkflowError(f"--stage {args.stage}: use all or a stage number from 1 to "
                             f"{len(settings['stages'])}")
-    result = run_training(settings, only=only, defaults=defaults)
+    deadlines = None
+    if args.max_minutes is not None:
+        deadlines = [time.time() + 60.0 * args.max_minutes] * len(settings["stages"])
+    result = run_training(settings, only=only, deadlines=deadlines, defaults=defaults)
     record = result["best_record"]
     about = f" ({record['checkpoint']}, {record['metric']} {record['value']:.4f})" if record else ""
     logs = settings.get("logs") or defaults.get("logs") or "logs"

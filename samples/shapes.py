@@ -13,11 +13,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
-
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.datasets.synthetic import SyntheticShapesDataset  # noqa: E402
 from mrcnn.workflow import deadline_callback, trained_weights  # noqa: E402
+from mrcnn.workflow.errors import user_error_types  # noqa: E402
 
 
 class ShapesConfig(Config):
@@ -110,11 +109,13 @@ def main(argv=None):
     e.add_argument("--images", type=int, default=50)
     e.add_argument("--seed", type=int, default=12345)
     args = parser.parse_args(argv)
-    if args.command == "train":
-        train(args)
-    else:
-        evaluate(args)
+    try:
+        train(args) if args.command == "train" else evaluate(args)
+    except user_error_types() as error:  # a missing run or file: its message, no traceback
+        print(f"shapes.py {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -130,7 +130,7 @@ def test_via_shapes_with_a_class_attribute_through_a_config_file(tmp_path, capsy
         "weights": "none", "overrides": {"STEPS_PER_EPOCH": 1},
         "stages": [{"layers": "heads", "learning_rate": 0.001, "epochs": 1},
                    {"layers": "all", "learning_rate": 0.0005, "epochs": 1}]}))
-    assert mrcnn("train", "--config", config, "--logs", logs) == 0
+    assert mrcnn("train", "--config", config, "--logs", logs, "--max-minutes", "30") == 0
     out = capsys.readouterr().out
     assert "Classes: angular, round (NUM_CLASSES=3)" in out
     [run_dir] = [logs / d for d in os.listdir(logs)]
@@ -213,3 +213,12 @@ def test_errors_name_the_file_flag_and_fix(argv, expected, tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert err.startswith(f"mrcnn {argv[0]}: error: ") and expected in err, err
     assert "Traceback" not in err
+
+
+def test_shapes_sample_reports_a_missing_run(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "samples"))
+    import shapes
+
+    assert shapes.main(["evaluate", "--logs", str(tmp_path / "nologs")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("shapes.py evaluate: error: ") and "--logs DIR" in err

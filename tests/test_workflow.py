@@ -255,3 +255,78 @@ def test_fit_anchors_reports_the_printed_anchors(facemask_dir):
     text = workflow.format_anchor_report(fit, config, "DIR/train", "preset 'light'")
     assert "Image size assumed: 128x128" in text and f"suggested {iou.mean():.3f}" in text
     assert f"--anchor-scales {','.join(map(str, scales))}" in text
+
+
+class FakeTrainingModel:
+    """MaskRCNN's training surface without a network: ``train`` writes a checkpoint per epoch and
+    marks the best by the validation losses in ``LOSSES``; loading one of our checkpoints
+    continues its run at its epoch (as MaskRCNN does)."""
+
+    LOSSES = {1: 0.5, 2: 0.9, 3: 0.4, 4: 0.6}
+
+    def __init__(self, mode, config, model_dir):
+        self.config, self.epoch, self.stop_training = config, 0, False
+        self.log_dir = os.path.join(str(model_dir), f"{config.NAME}20990101T0000")
+        self.loaded, self.calls = [], []
+        FakeTrainingModel.instance = self
+
+    def create_log_dir(self):
+        os.makedirs(self.log_dir, exist_ok=True)
+        return self.log_dir
+
+    def load_weights(self, path, by_name=False, exclude=None):
+        self.loaded.append(path)
+        self.epoch = int(os.path.basename(path)[-7:-3])
+        self.log_dir = os.path.dirname(path)
+
+    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers, augmentation=None,
+              custom_callbacks=None):
+        self.calls.append((layers, learning_rate, epochs))
+        for callback in custom_callbacks or []:
+            callback.set_model(self)
+            callback.on_train_batch_end(0)
+        for epoch in range(self.epoch + 1, epochs + 1):
+            name = f"mask_rcnn_{self.config.NAME}_{epoch:04d}.h5"
+            open(os.path.join(self.log_dir, name), "w").close()
+            best = min((e for e in self.LOSSES if e <= epoch), key=self.LOSSES.get)
+            with open(os.path.join(self.log_dir, "best.json"), "w") as f:
+                json.dump({"checkpoint": f"mask_rcnn_{self.config.NAME}_{best:04d}.h5",
+                           "epoch": best, "metric": "val_loss", "value": self.LOSSES[best]}, f)
+            self.epoch = epoch
+            if self.stop_training:
+                break
+
+
+def test_train_stages_carry_the_best_over_and_keep_the_time_limit(tmp_path, monkeypatch):
+    import time
+    import types
+
+    import mrcnn.model as modellib
+
+    monkeypatch.setattr(modellib, "MaskRCNN", FakeTrainingModel)
+    data = types.SimpleNamespace(class_names=["BG", "a", "b"])
+    config = workflow.make_config("tiny", class_names=["a", "b"], name="fake")
+    stages = [Stage("heads", 1e-3, 2), Stage("4+", 1e-4, 2), Stage("all", 1e-5, 1)]
+    result = workflow.train_stages(data, data, config, stages, weights="none",
+                                   logs=str(tmp_path), settings={"dataset": "d"},
+                                   deadlines=[None, time.time() + 600, time.time() - 1])
+    model = FakeTrainingModel.instance
+    run_dir = model.log_dir
+    # Stage 2 from stage 1's best (epoch 1), trained after the run's last checkpoint (epoch 2);
+    # stage 3 found its time limit passed and was skipped.
+    assert model.loaded == [os.path.join(run_dir, "mask_rcnn_fake_0001.h5")]
+    assert model.calls == [("heads", 1e-3, 2), ("4+", 1e-4, 4)]
+    assert [(r["stage"], r["first_epoch"], r["last_epoch"]) for r in result["records"]] == \
+        [(1, 1, 2), (2, 3, 4)]
+    assert result["best"] == os.path.join(run_dir, "mask_rcnn_fake_0003.h5")
+    saved = runs.read_settings(run_dir)
+    assert saved["class_names"] == ["a", "b"] and saved["dataset"] == "d"
+    assert [r["stage"] for r in saved["stage_runs"]] == [1, 2]
+    assert saved["overrides"]["BACKBONE"] == "resnet18"  # a Config without preset is recorded
+    # A stage past its deadline stops after its first batch (the epoch still ends).
+    result = workflow.train_stages(data, data, config, [Stage("all", 1e-3, 3)], weights="none",
+                                   logs=str(tmp_path / "again"), deadlines=[time.time() - 1])
+    assert result["records"][0]["stopped_by_time_limit"] and \
+        result["records"][0]["last_epoch"] == 1
+    with pytest.raises(WorkflowError, match="--stage 4"):
+        workflow.train_stages(data, data, config, stages, weights="none", only=[4])

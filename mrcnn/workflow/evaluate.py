@@ -6,6 +6,7 @@ import os
 import warnings
 
 from mrcnn.workflow.data import check_classes, load_subset
+from mrcnn.workflow.errors import WorkflowError
 from mrcnn.workflow.inference import CachedDetector, inference_model
 from mrcnn.workflow.runs import jsonable, write_json
 
@@ -70,7 +71,6 @@ def evaluate(weights="best", logs="logs", data_dir=None, subset="val", limit=Non
     spec.update({k: v for k, v in (data or {}).items() if v is not None})
     data_dir = data_dir or saved.get("dataset")
     if not data_dir:
-        from mrcnn.workflow.errors import WorkflowError
         raise WorkflowError(f"the weights {path} have no settings.json naming their data set: "
                             f"pass --data DIR")
     dataset, _ = load_subset(data_dir, subset, spec.get("format") or "via",

@@ -138,7 +138,8 @@ def train_stages(train_dataset, val_dataset, config, stages=FINE_TUNE, weights="
         settings: dict recorded in the run's ``settings.json`` (data set, classes, preset, ...);
             the stages' plan and what each stage did (``stage_runs``) are added.
         augmentation: passed to ``model.train`` (see `flip_augmentation`).
-        deadlines: per stage, a ``time.time()`` after which it stops (after validating), or None.
+        deadlines: per stage, a ``time.time()`` after which it stops (after validating), or None;
+            a later stage whose deadline has passed before it starts is skipped.
         only: 1-based numbers of the stages to run (default all).
         exclude: layers not to load from ``weights`` (default: as `resolve_weights` decides).
 
@@ -165,6 +166,11 @@ def train_stages(train_dataset, val_dataset, config, stages=FINE_TUNE, weights="
     run_dir = None
     for position, number in enumerate(numbers):
         stage = stages[number - 1]
+        deadline = deadlines[number - 1] if number - 1 < len(deadlines) else None
+        if position > 0 and deadline and time.time() > deadline:
+            if verbose:
+                print(f"Stage {number} ({stage.layers}): skipped, the time limit was reached")
+            continue
         if position > 0 and stage.start == "best":
             best = _best_or_none(run_dir, config.NAME)[0]
             if best:
@@ -198,7 +204,6 @@ def train_stages(train_dataset, val_dataset, config, stages=FINE_TUNE, weights="
                   f"{stage.learning_rate:g}, epochs {first}..{target} x "
                   f"{config.STEPS_PER_EPOCH} steps, from {description}\n  run directory "
                   f"{run_dir}", flush=True)
-        deadline = deadlines[number - 1] if number - 1 < len(deadlines) else None
         callbacks = [deadline_callback(deadline)] if deadline else []
         model.train(train_dataset, val_dataset, learning_rate=stage.learning_rate,
                     epochs=target, layers=stage.layers, augmentation=augmentation,
