@@ -117,3 +117,16 @@ def test_errors_name_the_sample(tmp_path, capsys):
     assert facemask.main(["evaluate", "--logs", str(tmp_path / "logs")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("facemask.py evaluate: error: ") and str(tmp_path / "logs") in err
+
+
+def test_train_facemask_is_the_workflow_with_the_sample_defaults(monkeypatch):
+    calls = []
+    monkeypatch.setattr(facemask, "run_training", lambda settings, base: calls.append(
+        (settings, base)) or "result")
+    assert facemask.train_facemask("DATASET", class_attribute="mask_type", preset="light") == \
+        "result"
+    [(settings, base)] = calls
+    assert base is facemask.FaceMaskConfig
+    assert settings == {"name": "facemask", "classes": None, "dataset": "DATASET",
+                        "weights": "coco", "logs": "logs", "preset": "light",
+                        "class_attribute": "mask_type"}
