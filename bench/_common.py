@@ -67,3 +67,44 @@ def report(name, times):
     print("%-40s median %.3f s  (min %.3f, max %.3f, n=%d)" % (
         name, statistics.median(times), min(times), max(times), len(times)))
     return statistics.median(times)
+
+
+def has_bf16():
+    """Whether this CPU has native bfloat16 arithmetic (AVX512_BF16 or AMX)."""
+    return any(f in cpu_flags() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def backbone_forward_anchor(repeats, size=1024):
+    """Seconds for one forward pass of the bare Keras ResNet-101 on one ``size`` x ``size`` image:
+    the in-run yardstick the detect figures are divided by (the speed issue's anchor)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    net = keras.applications.ResNet101(include_top=False, weights=None,
+                                       input_shape=(size, size, 3))
+    x = tf.constant(np.random.default_rng(0).normal(size=(1, size, size, 3)), tf.float32)
+    forward = tf.function(lambda x: net(x, training=False))
+    return timed(lambda: forward(x).numpy(), repeats, warmup=2)
+
+
+def backbone_step_anchor(repeats, size=128, batch=2):
+    """Seconds for one forward + backward + SGD update of the bare Keras ResNet-50 on ``batch``
+    images of ``size`` x ``size``: the yardstick of the training-step figures."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    net = keras.applications.ResNet50(include_top=False, weights=None,
+                                      input_shape=(size, size, 3))
+    opt = keras.optimizers.SGD(0.001, momentum=0.9)
+    opt.build(net.trainable_variables)
+    x = tf.constant(np.random.default_rng(0).normal(size=(batch, size, size, 3)), tf.float32)
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(net(x, training=True)))
+        grads = tape.gradient(loss, net.trainable_variables)
+        opt.apply_gradients(zip(grads, net.trainable_variables))
+        return loss
+
+    return timed(lambda: step(x).numpy(), repeats, warmup=2)

@@ -1,21 +1,27 @@
-"""Seconds per MaskRCNN.detect() call on this machine.
+"""Seconds per MaskRCNN.detect() call on this machine, against the bare ResNet-101 forward pass.
 
     python bench/detect.py                 # default config (ResNet-101, 1024x1024) and small config
     python bench/detect.py --only small --repeats 10
 
 Random weights: the timing of the graph does not depend on their values, except through the
 number of detections, which is pinned to DETECTION_MAX_INSTANCES by DETECTION_MIN_CONFIDENCE = 0.
-Each config runs twice: with 100 detections per image (the worst case; also what Matterport's
-graph always pays, since it runs the mask head on all DETECTION_MAX_INSTANCES rows whatever the
-image holds) and with 10 (``--detections``), closer to a fine-tuned model on a real photo: our
-mask head runs on the real detections only.
+Each config runs with 100 detections per image (the worst case; also what Matterport's graph
+always pays, since it runs the mask head on all DETECTION_MAX_INSTANCES rows whatever the image
+holds) and with 10 (``--detections``), closer to a fine-tuned model on a real photo: our mask head
+runs on the real detections only.
+
+Printed per config: the first call of a new model (tracing and graph optimization included),
+the median of ``--repeats`` calls, each as a ratio to the anchor, a forward pass of Keras's bare
+ResNet-101 on one 1024x1024 image (the speed issue's yardstick, timed in the same run); and the
+same with PRECISION = "mixed_bfloat16" on CPUs with native bfloat16 (``--precision``).
 """
 
 import argparse
+import time
 
 import numpy as np
 
-from _common import machine, report, timed
+from _common import backbone_forward_anchor, has_bf16, machine, report, timed
 
 
 def main():
@@ -24,6 +30,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--detections", default="100,10",
                         help="comma-separated detection counts per image to time")
+    parser.add_argument("--precision", default="auto",
+                        help="comma-separated PRECISION values; auto: float32, and "
+                             "mixed_bfloat16 where the CPU has native bfloat16")
     args = parser.parse_args()
 
     from mrcnn import model as modellib
@@ -42,21 +51,33 @@ def main():
         IMAGE_MAX_DIM = 256
         RPN_ANCHOR_SCALES = (16, 32, 64, 128, 256)
 
+    precisions = (["float32"] + (["mixed_bfloat16"] if has_bf16() else [])
+                  if args.precision == "auto" else args.precision.split(","))
     print(machine())
+    anchor = report("anchor: bare ResNet-101 forward, 1024", backbone_forward_anchor(args.repeats))
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
     configs = [("default", DefaultConfig), ("small", SmallConfig)]
     for name, cls in configs:
         if args.only and args.only != name:
             continue
-        for count in [int(v) for v in args.detections.split(",")]:
-            cfg = cls()
-            cfg.DETECTION_MAX_INSTANCES = count
-            model = modellib.MaskRCNN("inference", cfg, "/tmp/mrcnn_bench")
-            assert len(model.detect([image])[0]["scores"]) == count
-            times = timed(lambda: model.detect([image]), args.repeats, warmup=1)
-            report("detect %s (%s, %dx%d), %d detections" % (
-                name, cfg.BACKBONE, cfg.IMAGE_MAX_DIM, cfg.IMAGE_MAX_DIM, count), times)
+        for precision in precisions:
+            for count in [int(v) for v in args.detections.split(",")]:
+                cfg = cls()
+                cfg.DETECTION_MAX_INSTANCES = count
+                cfg.PRECISION = precision
+                model = modellib.MaskRCNN("inference", cfg, "/tmp/mrcnn_bench")
+                start = time.perf_counter()
+                first = model.detect([image])[0]
+                first_time = time.perf_counter() - start
+                assert len(first["scores"]) == count
+                label = "detect %s (%s, %d px), %s, %d detections" % (
+                    name, cfg.BACKBONE, cfg.IMAGE_MAX_DIM, precision, count)
+                print("%-60s first call %.2f s (%.2f x anchor)" % (label, first_time,
+                                                                  first_time / anchor))
+                median = report(label, timed(lambda: model.detect([image]), args.repeats,
+                                             warmup=1))
+                print("%-60s %.2f x anchor" % ("", median / anchor))
 
 
 if __name__ == "__main__":

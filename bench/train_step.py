@@ -1,72 +1,100 @@
-"""Seconds per training step (forward, five losses, backward, SGD update) on this machine.
+"""Seconds per training step through MaskRCNN.train() (the path users take), against the bare
+ResNet-50 training step.
 
-    python bench/train_step.py                  # small (ResNet-50, 128x128, batch 2) and default
-    python bench/train_step.py --only small --repeats 10
+    python bench/train_step.py                         # small and default, heads and all
+    python bench/train_step.py --only small --repeats 10 --layers all
 
-The batch is built once by the real input pipeline from synthetic shapes and fed again for each
-step, so the figure is the compiled train step alone (the pipeline runs in parallel workers
-during fit). All layers train (layers="all"), TRAIN_BN False as in Matterport's defaults.
+Each run trains one epoch of 1 + ``--warmup`` + ``--repeats`` steps on generated shapes through
+``MaskRCNN.train`` (input pipeline, callbacks and all; no validation) and times every step with a
+callback: the first step (tracing, graph optimization, first execution) is printed alone, the
+warm-up steps are dropped, the median of the rest is reported. Ratios are to the anchor: Keras's
+bare ResNet-50 forward + backward + SGD update on two 128x128 images, timed in the same run.
+
+small: ResNet-50, 128x128, batch 2, 4 classes. default: ResNet-101, 1024x1024, batch 2, 81
+classes. TRAIN_BN False (Matterport's default). ``--precision`` as in bench/detect.py.
 """
 
 import argparse
+import statistics
+import tempfile
+import time
 
-from _common import machine, report, timed
+from _common import backbone_step_anchor, has_bf16, machine, report
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["small", "default", "shapes"])
+    parser.add_argument("--only", choices=["small", "default"])
+    parser.add_argument("--layers", default="heads,all")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps after the first")
+    parser.add_argument("--precision", default="float32",
+                        help="comma-separated PRECISION values, or auto (float32, and "
+                             "mixed_bfloat16 where the CPU has native bfloat16)")
     args = parser.parse_args()
 
+    import keras
     from mrcnn import model as modellib
     from mrcnn.config import Config
     from mrcnn.datasets.synthetic import SyntheticShapesDataset
-    from mrcnn.training.data import MaskRCNNSequence
-    from mrcnn.training.trainer import _optimizer, set_trainable
 
     class SmallConfig(Config):
         NAME = "bench"
         NUM_CLASSES = 4
+        GPU_COUNT = 1
         IMAGES_PER_GPU = 2
         BACKBONE = "resnet50"
         IMAGE_MIN_DIM = 128
         IMAGE_MAX_DIM = 128
         RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
         TRAIN_ROIS_PER_IMAGE = 32
+        VALIDATION_STEPS = 0
 
     class DefaultConfig(Config):
         NAME = "bench"
-        NUM_CLASSES = 4
+        NUM_CLASSES = 81
+        GPU_COUNT = 1
         IMAGES_PER_GPU = 2
         BACKBONE = "resnet101"
+        VALIDATION_STEPS = 0
 
-    configs = [("small", SmallConfig), ("default", DefaultConfig)]
-    try:
-        import os
-        import sys
-        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "samples"))
-        from shapes import ShapesConfig
-        configs.append(("shapes", ShapesConfig))
-    except ImportError:
-        pass
+    class StepTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.times.append(time.perf_counter() - self.start)
+
+    precisions = (["float32"] + (["mixed_bfloat16"] if has_bf16() else [])
+                  if args.precision == "auto" else args.precision.split(","))
     print(machine())
-    for name, cls in configs:
+    anchor = report("anchor: bare ResNet-50 step, 2x128", backbone_step_anchor(args.repeats))
+    for name, cls in [("small", SmallConfig), ("default", DefaultConfig)]:
         if args.only and args.only != name:
             continue
-        cfg = cls()
-        dataset = SyntheticShapesDataset()
-        dataset.load_shapes(cfg.BATCH_SIZE, int(cfg.IMAGE_SHAPE[0]), int(cfg.IMAGE_SHAPE[1]))
-        dataset.prepare()
-        batch = MaskRCNNSequence(dataset, cfg, steps=1, seed=0)[0]
-        model = modellib.MaskRCNN("training", cfg, "/tmp/mrcnn_bench")
-        set_trainable(model.keras_model, ".*")
-        model.keras_model.compile(optimizer=_optimizer(cfg, 1e-3), jit_compile=False)
-        step = lambda: model.keras_model.train_on_batch(batch, return_dict=True)  # noqa: E731
-        times = timed(step, args.repeats, warmup=args.warmup)
-        report("train step %s (%s, %dx%d, batch %d)" % (
-            name, cfg.BACKBONE, cfg.IMAGE_SHAPE[0], cfg.IMAGE_SHAPE[1], cfg.BATCH_SIZE), times)
+        for precision in precisions:
+            for layers in args.layers.split(","):
+                cfg = cls()
+                cfg.PRECISION = precision
+                cfg.STEPS_PER_EPOCH = 1 + args.warmup + args.repeats
+                size = int(cfg.IMAGE_SHAPE[0])
+                dataset = SyntheticShapesDataset()
+                dataset.load_shapes(8, size, size, seed=0)
+                dataset.prepare()
+                model = modellib.MaskRCNN("training", cfg, tempfile.mkdtemp())
+                timer = StepTimer()
+                model.train(dataset, None, learning_rate=1e-3, epochs=1, layers=layers,
+                            custom_callbacks=[timer])
+                label = "train step %s (%s, %d px, batch 2), %s, %s" % (
+                    name, cfg.BACKBONE, size, layers, precision)
+                first, rest = timer.times[0], timer.times[1 + args.warmup:]
+                print("%-60s first step %.2f s (%.1f x anchor)" % (label, first, first / anchor))
+                median = report(label, rest)
+                print("%-60s %.2f x anchor" % ("", statistics.median(rest) / anchor))
 
 
 if __name__ == "__main__":

@@ -49,5 +49,26 @@ def test_small_model_overfits_one_image(tmp_path):
                  if overlaps[p, g] >= 0.5 and r["class_ids"][p] == gt_ids[g]]
         assert found, "object %d (class %d) not found: %s" % (g, gt_ids[g], r)
 
+    # The same weights in bfloat16 (Config.PRECISION) find the same objects.
+    class Bfloat16(Inference):
+        PRECISION = "mixed_bfloat16"
+
+    bf16 = modellib.MaskRCNN("inference", Bfloat16(), str(tmp_path))
+    bf16.load_weights(model.find_best(), by_name=True)
+    b = bf16.detect([dataset.load_image(dataset.image_ids[0])])[0]
+    mask_ious = compute_overlaps_masks(r["masks"], b["masks"])
+    good = 0
+    for p in range(len(r["class_ids"])):
+        close = (np.abs(b["rois"] - r["rois"][p]).max(axis=1) <= 2 if len(b["rois"])
+                 else np.zeros(0, bool))
+        same = [q for q in np.flatnonzero(close) if b["class_ids"][q] == r["class_ids"][p]]
+        # A score within bfloat16's reach of the confidence cut may fall on either side of it.
+        if not same and r["scores"][p] < Inference.DETECTION_MIN_CONFIDENCE + 0.05:
+            continue
+        assert same, "fp32 detection %d %s (score %.3f) not in bf16's %s %s" % (
+            p, r["rois"][p], r["scores"][p], b["rois"], b["scores"])
+        good += max(mask_ious[p, q] for q in same) >= 0.95
+    assert good >= 0.95 * len(r["class_ids"]), (good, len(r["class_ids"]), mask_ious)
+
 
 EPOCHS = 8

@@ -1,0 +1,89 @@
+"""Where detect() spends its time: each stage after the backbone, timed in one run.
+
+    python bench/profile_detect.py [--only default|small] [--repeats 5]
+
+The inference graph is cut after each stage (a Keras model from the inputs to that stage's
+outputs, run compiled); a stage's time is the difference between the median of its cut and the
+median of the cut before it. Molding and unmolding (NumPy) are timed alone. Random weights with
+DETECTION_MIN_CONFIDENCE = 0, so the 100 detections Matterport's graph always computes; a 480x640
+random image; ratios are to the bare ResNet-101 forward (bench/detect.py).
+"""
+
+import argparse
+import statistics
+
+import numpy as np
+
+from _common import backbone_forward_anchor, machine, report, timed
+
+# (stage, the layers whose outputs end it)
+STAGES = [
+    ("backbone (ResNet)", ["res5c_out"]),
+    ("FPN", ["fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5", "fpn_p6"]),
+    ("RPN heads", ["rpn_class", "rpn_bbox"]),
+    ("proposals (decode, NMS)", ["ROI"]),
+    ("ROI align + classifier head", ["mrcnn_class", "mrcnn_bbox"]),
+    ("detection layer", ["mrcnn_detection"]),
+    ("mask ROI align + mask head", ["mrcnn_mask_padded"]),
+]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["default", "small"], default="default")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    import keras
+    import tensorflow as tf
+    from mrcnn import model as modellib
+    tf.get_logger().setLevel("ERROR")  # one trace per cut is the point, not a warning
+    from mrcnn.config import Config
+
+    class DefaultConfig(Config):
+        NAME = "bench"
+        NUM_CLASSES = 81
+        GPU_COUNT = 1
+        IMAGES_PER_GPU = 1
+        DETECTION_MIN_CONFIDENCE = 0.0
+
+    class SmallConfig(DefaultConfig):
+        BACKBONE = "resnet50"
+        IMAGE_MIN_DIM = 256
+        IMAGE_MAX_DIM = 256
+        RPN_ANCHOR_SCALES = (16, 32, 64, 128, 256)
+
+    print(machine())
+    anchor = report("anchor: bare ResNet-101 forward, 1024", backbone_forward_anchor(args.repeats))
+    cfg = (DefaultConfig if args.only == "default" else SmallConfig)()
+    model = modellib.MaskRCNN("inference", cfg, "/tmp/mrcnn_bench")
+    km = model.keras_model
+    image = np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    molded, metas, windows = model.mold_inputs([image])
+    feed = {"input_image": tf.constant(molded), "input_image_meta": tf.constant(metas)}
+
+    rows, before = [], 0.0
+    mold = statistics.median(timed(lambda: model.mold_inputs([image]), args.repeats))
+    rows.append(("molding (resize, pad, mean)", mold))
+    for stage, names in STAGES:
+        cut = keras.Model(km.inputs, [km.get_layer(n).output for n in names])
+        run = tf.function(lambda x, cut=cut: cut(x, training=False))
+        total = statistics.median(timed(lambda: [t.numpy() for t in tf.nest.flatten(run(feed))],
+                                        args.repeats, warmup=1))
+        rows.append((stage, total - before))
+        before = total
+    detections, masks = model._predict(molded, metas)
+    unmold = statistics.median(timed(lambda: model.unmold_detections(
+        detections[0], masks[0], image.shape, molded[0].shape, windows[0]), args.repeats))
+    rows.append(("unmolding (boxes, 100 mask pastes)", unmold))
+    whole = statistics.median(timed(lambda: model.detect([image]), args.repeats, warmup=1))
+    print("\n%s (%s, %d px), one 480x640 image, 100 detections; detect() %.3f s "
+          "(%.2f x anchor)" % (args.only, cfg.BACKBONE, cfg.IMAGE_MAX_DIM, whole, whole / anchor))
+    print("| stage | seconds | share of detect() | x anchor |\n|---|---|---|---|")
+    for stage, seconds in rows:
+        print("| %s | %.3f | %.0f%% | %.2f |" % (stage, seconds, 100 * seconds / whole,
+                                               seconds / anchor))
+
+
+if __name__ == "__main__":
+    main()
