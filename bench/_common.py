@@ -108,3 +108,25 @@ def backbone_step_anchor(repeats, size=128, batch=2):
         return loss
 
     return timed(lambda: step(x).numpy(), repeats, warmup=2)
+
+
+def inference_configs():
+    """{"default": ResNet-101 at 1024 px, "small": ResNet-50 at 256 px}: the inference configs
+    the detect benchmarks share (81 classes, batch 1, DETECTION_MIN_CONFIDENCE 0 so that an
+    untrained model returns DETECTION_MAX_INSTANCES detections)."""
+    from mrcnn.config import Config
+
+    class DefaultConfig(Config):
+        NAME = "bench"
+        NUM_CLASSES = 81
+        GPU_COUNT = 1
+        IMAGES_PER_GPU = 1
+        DETECTION_MIN_CONFIDENCE = 0.0
+
+    class SmallConfig(DefaultConfig):
+        BACKBONE = "resnet50"
+        IMAGE_MIN_DIM = 256
+        IMAGE_MAX_DIM = 256
+        RPN_ANCHOR_SCALES = (16, 32, 64, 128, 256)
+
+    return {"default": DefaultConfig, "small": SmallConfig}

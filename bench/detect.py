@@ -21,7 +21,8 @@ import time
 
 import numpy as np
 
-from _common import backbone_forward_anchor, has_bf16, machine, report, timed
+from _common import (backbone_forward_anchor, has_bf16, inference_configs, machine, report,
+                     timed)
 
 
 def main():
@@ -36,20 +37,8 @@ def main():
     args = parser.parse_args()
 
     from mrcnn import model as modellib
-    from mrcnn.config import Config
 
-    class DefaultConfig(Config):
-        NAME = "bench"
-        NUM_CLASSES = 81
-        GPU_COUNT = 1
-        IMAGES_PER_GPU = 1
-        DETECTION_MIN_CONFIDENCE = 0.0
-
-    class SmallConfig(DefaultConfig):
-        BACKBONE = "resnet50"
-        IMAGE_MIN_DIM = 256
-        IMAGE_MAX_DIM = 256
-        RPN_ANCHOR_SCALES = (16, 32, 64, 128, 256)
+    configs = inference_configs()
 
     precisions = (["float32"] + (["mixed_bfloat16"] if has_bf16() else [])
                   if args.precision == "auto" else args.precision.split(","))
@@ -57,8 +46,7 @@ def main():
     anchor = report("anchor: bare ResNet-101 forward, 1024", backbone_forward_anchor(args.repeats))
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
-    configs = [("default", DefaultConfig), ("small", SmallConfig)]
-    for name, cls in configs:
+    for name, cls in configs.items():
         if args.only and args.only != name:
             continue
         for precision in precisions:

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import machine, report, timed  # noqa: E402
+from _common import inference_configs, machine, report, timed  # noqa: E402
 
 
 def main():
@@ -27,25 +27,13 @@ def main():
 
     import tensorflow as tf
     from mrcnn import model as modellib
-    from mrcnn.config import Config
     from mrcnn.export import export_saved_model
 
-    class DefaultConfig(Config):
-        NAME = "bench"
-        NUM_CLASSES = 81
-        GPU_COUNT = 1
-        IMAGES_PER_GPU = 1
-        DETECTION_MIN_CONFIDENCE = 0.0
-
-    class SmallConfig(DefaultConfig):
-        BACKBONE = "resnet50"
-        IMAGE_MIN_DIM = 256
-        IMAGE_MAX_DIM = 256
-        RPN_ANCHOR_SCALES = (16, 32, 64, 128, 256)
-
+    configs = inference_configs()
     print(machine())
     image = np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
-    for name, cls in [("small", SmallConfig), ("default", DefaultConfig)]:
+    for name in ("small", "default"):
+        cls = configs[name]
         if args.only and args.only != name:
             continue
         model = modellib.MaskRCNN("inference", cls(), tempfile.mkdtemp())

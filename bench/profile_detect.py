@@ -14,7 +14,7 @@ import statistics
 
 import numpy as np
 
-from _common import backbone_forward_anchor, machine, report, timed
+from _common import backbone_forward_anchor, inference_configs, machine, report, timed
 
 # (stage, the layers whose outputs end it)
 STAGES = [
@@ -38,24 +38,12 @@ def main():
     import tensorflow as tf
     from mrcnn import model as modellib
     tf.get_logger().setLevel("ERROR")  # one trace per cut is the point, not a warning
-    from mrcnn.config import Config
 
-    class DefaultConfig(Config):
-        NAME = "bench"
-        NUM_CLASSES = 81
-        GPU_COUNT = 1
-        IMAGES_PER_GPU = 1
-        DETECTION_MIN_CONFIDENCE = 0.0
-
-    class SmallConfig(DefaultConfig):
-        BACKBONE = "resnet50"
-        IMAGE_MIN_DIM = 256
-        IMAGE_MAX_DIM = 256
-        RPN_ANCHOR_SCALES = (16, 32, 64, 128, 256)
+    configs = inference_configs()
 
     print(machine())
     anchor = report("anchor: bare ResNet-101 forward, 1024", backbone_forward_anchor(args.repeats))
-    cfg = (DefaultConfig if args.only == "default" else SmallConfig)()
+    cfg = configs[args.only]()
     model = modellib.MaskRCNN("inference", cfg, "/tmp/mrcnn_bench")
     km = model.keras_model
     image = np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)

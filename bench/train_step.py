@@ -93,7 +93,7 @@ def main():
                     name, cfg.BACKBONE, size, layers, precision)
                 first, rest = timer.times[0], timer.times[1 + args.warmup:]
                 print("%-60s first step %.2f s (%.1f x anchor)" % (label, first, first / anchor))
-                median = report(label, rest)
+                report(label, rest)
                 print("%-60s %.2f x anchor" % ("", statistics.median(rest) / anchor))
 
 
