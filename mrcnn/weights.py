@@ -720,6 +720,15 @@ def save_weights_h5(keras_model, filepath, attrs=None):
     # Not tempfile.mkstemp: its 0600 mode would end up on the final file; os.open applies the
     # umask like an ordinary file creation. The hidden ".tmp" name keeps checkpoint scans
     # (files named mask_rcnn_*.h5) from ever picking up a half-written file.
+    # A process killed while writing this same file left its temporary file: remove it (a
+    # full-size checkpoint each), so resuming after kills does not fill the disk.
+    stale = re.compile(r"\.%s\.[0-9a-f]{12}\.tmp$" % re.escape(os.path.basename(path)))
+    for name in os.listdir(directory):
+        if stale.match(name):
+            try:
+                os.remove(os.path.join(directory, name))
+            except OSError:
+                pass
     tmp = os.path.join(directory, ".%s.%s.tmp" % (os.path.basename(path), uuid.uuid4().hex[:12]))
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
