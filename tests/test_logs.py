@@ -48,6 +48,15 @@ TRAIN = textwrap.dedent("""
     model = modellib.MaskRCNN("training", Cfg(), model_dir=sys.argv[1])
     model.train(shapes(2, 1), shapes(2, 2), learning_rate=0.001, epochs=1, layers="all")
     print("trained")
+
+    class InferenceCfg(Cfg):  # and detection, as the demo does next
+        IMAGES_PER_GPU = 1
+        DETECTION_MIN_CONFIDENCE = 0.0
+
+    detector = modellib.MaskRCNN("inference", InferenceCfg(), model_dir=sys.argv[1])
+    detector.load_weights(model.find_last(), by_name=True)
+    image = shapes(1, 3).load_image(0)
+    print("detected", len(detector.detect([image])[0]["rois"]))
 """)
 
 
@@ -64,12 +73,12 @@ def test_import_prints_no_error_or_warning_lines():
     assert not NOISE.findall(proc.stderr), proc.stderr
 
 
-def test_short_training_prints_no_error_or_warning_lines(tmp_path):
+def test_short_training_and_detection_print_no_error_or_warning_lines(tmp_path):
     """Covers the GPU probe (``failed call to cuInit`` on a machine without a driver) and the
     oneDNN ``DT_BOOL`` line a bool tensor through Transpose used to print on every CPU."""
     proc = run_python(TRAIN, str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    assert "trained" in proc.stdout
+    assert "trained" in proc.stdout and "detected" in proc.stdout
     assert not NOISE.findall(proc.stderr), "\n".join(
         line for line in proc.stderr.splitlines() if NOISE.match(line))
     assert "DT_BOOL" not in proc.stderr
