@@ -344,7 +344,5 @@ def test_fuzzed_annotation_files(layout, data):
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @settings(max_examples=SLOW_EXAMPLES, **FUZZ_SETTINGS)
 @given(data=st.data())
-def test_fuzzed_annotation_files_slow(layout, data, request):
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("the long fuzz run: select it with -m slow")
+def test_fuzzed_annotation_files_slow(layout, data):
     _run(layout, data)

@@ -190,8 +190,6 @@ def test_kill_while_writing_checkpoints_then_resume(tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_while_writing_checkpoints_then_resume_slow(tmp_path, request):
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("the long kill run: select it with -m slow")
+def test_kill_while_writing_checkpoints_then_resume_slow(tmp_path):
     reached = _kill_points(tmp_path, 1, SLOW_KILLS)
     assert len(reached) == SLOW_KILLS

@@ -16,7 +16,10 @@ def user_error_types():
                           ("mrcnn.dataset", ("ImageLoadError",)),
                           ("mrcnn.config", ("ConfigError",)),
                           ("mrcnn.download", ("DownloadError",)),
-                          ("mrcnn.weights", ("WeightsMismatchError", "WeightsFileError"))):
+                          ("mrcnn.datasets.coco", ("COCOFormatError",)),
+                          ("mrcnn.training.trainer", ("TrainingDivergedError",)),
+                          ("mrcnn.weights", ("WeightsMismatchError", "WeightsFileError",
+                                             "DiskFullError"))):
         if module in sys.modules:
             types += [getattr(sys.modules[module], n) for n in names
                       if hasattr(sys.modules[module], n)]
