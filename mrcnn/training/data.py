@@ -175,6 +175,7 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         self.steps = steps or int(np.ceil(len(dataset.image_ids) / self.batch_size))
         self.seed = np.random.SeedSequence().entropy % (2 ** 32) if seed is None else seed
         self.epoch = 0
+        self._passes = 0
         shapes = compute_backbone_shapes(config, config.IMAGE_SHAPE)
         self.anchors = generate_pyramid_anchors(config.RPN_ANCHOR_SCALES,
                                                 config.RPN_ANCHOR_RATIOS, shapes,
@@ -184,9 +185,14 @@ class MaskRCNNSequence(keras.utils.PyDataset):
     def __len__(self):
         return self.steps
 
+    def on_epoch_begin(self):
+        # The n-th pass over the data (from 0) reads epoch n's batches, continuing through the
+        # shuffled order. Counted here: Keras also calls on_epoch_end once before the first pass.
+        self.epoch = self._passes
+        self._passes += 1
+
     def on_epoch_end(self):
-        # Keras calls this between epochs; the next epoch continues through the shuffled order.
-        self.epoch += 1
+        pass
 
     def _image_at(self, position):
         ids = self.dataset.image_ids
@@ -237,7 +243,6 @@ class MaskRCNNSequence(keras.utils.PyDataset):
 
     def __getitem__(self, idx):
         step = self.epoch * self.steps + idx
-        rng = np.random.default_rng([self.seed, 1 << 20, step])
         n = len(self.dataset.image_ids)
         items = []
         position = step * self.batch_size
@@ -246,6 +251,10 @@ class MaskRCNNSequence(keras.utils.PyDataset):
             if tried > n + self.batch_size and not items:
                 raise ValueError("No image of the %s (%s) has instances to train on"
                                  % (self.label, type(self.dataset).__name__))
+            # One generator per image position, not per batch: an image's sampled anchors do
+            # not depend on the batch it falls in, so workers that split a batch between them
+            # train on exactly what one process would.
+            rng = np.random.default_rng([self.seed, 1 << 20, position])
             item = self.load_one(self._image_at(position), rng)
             position += 1
             tried += 1

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import zlib
 
 import keras
 import numpy as np
@@ -77,7 +78,20 @@ class MaskRCNNTrainer(keras.Model):
         self.trackers["loss"].update_state(total)
         for name, value in losses.items():
             self.trackers[name].update_state(value)
-        return {name: t.result() for name, t in self.trackers.items()}
+        results = {name: t.result() for name, t in self.trackers.items()}
+        if is_multi_worker(tf.distribute.get_strategy()):
+            # Keras averages step results over workers along axis 0, which a scalar lacks.
+            results = {name: tf.reshape(v, [1]) for name, v in results.items()}
+        return results
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under MultiWorkerMirroredStrategy Keras builds the model symbolically from the first
+        # batch averaged over workers, and strategy.reduce fails on our dict of inputs. The
+        # model is built already, train() builds the optimizer, and there are no compiled
+        # losses or metrics to build.
+        if is_multi_worker(self.distribute_strategy):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def train_step(self, data):
         x = data[0] if isinstance(data, tuple) else data
@@ -98,6 +112,32 @@ class MaskRCNNTrainer(keras.Model):
         x = data[0] if isinstance(data, tuple) else data
         total, losses = self._forward_losses(x, training=False)
         return self._update(total, losses)
+
+
+def is_multi_worker(strategy):
+    """Whether ``strategy`` spans several worker processes (MultiWorkerMirroredStrategy with a
+    cluster of more than one task, as ``TF_CONFIG`` describes)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return False
+    spec = resolver.cluster_spec().as_dict()
+    return sum(len(tasks) for tasks in spec.values()) > 1
+
+
+def worker_role(strategy):
+    """``(is_chief, number of workers, seed shared by all workers)`` for a multi-worker strategy.
+
+    The chief is task ``chief``/0, or ``worker``/0 where the cluster has no chief: it alone
+    writes checkpoints and logs. The seed (from the cluster spec) makes every worker's input
+    sequence produce the same batches, which tf.distribute then deals out among them.
+    """
+    resolver = strategy.cluster_resolver
+    spec = resolver.cluster_spec().as_dict()
+    chief_type = "chief" if "chief" in spec else "worker"
+    is_chief = resolver.task_type == chief_type and int(resolver.task_id or 0) == 0
+    workers = sum(len(tasks) for tasks in spec.values())
+    seed = zlib.crc32(json.dumps(spec, sort_keys=True).encode())
+    return is_chief, workers, seed
 
 
 def set_trainable(keras_model, layer_regex, verbose=0):
@@ -293,11 +333,13 @@ def _optimizer(config, learning_rate):
 
 def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
           augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
-          workers=None):
+          workers=None, seed=None):
     """Matterport's ``MaskRCNN.train``: fit from ``maskrcnn.epoch`` up to epoch ``epochs``.
 
     layers: "heads", "3+", "4+", "5+", "all" or a regex; augmentation: albumentations transform
     or imgaug augmenter; no_augmentation_sources: data set sources never augmented.
+    seed: of the input sequence's shuffle and sampling (default: random; shared by all workers
+    under MultiWorkerMirroredStrategy).
     Checkpoints go to ``maskrcnn.create_log_dir()``; afterwards ``maskrcnn.epoch`` is the last
     epoch completed (fewer than ``epochs`` when a callback stopped training).
     Returns the Keras History (None when ``epochs`` is not beyond the current epoch).
@@ -312,22 +354,39 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
         return None
     layer_regex = LAYER_REGEX.get(layers, layers)
     workers = workers or min(4, os.cpu_count() or 1)
+    # Several worker processes (MultiWorkerMirroredStrategy): every worker builds the same
+    # sequence of batches (shared seed); at step s worker i trains on batch s * n + i, so one
+    # step covers n consecutive batches, as one process with n times the batch would. Only the
+    # chief writes checkpoints and logs.
+    is_chief, n_workers, shared_seed = True, 1, None
+    strategy = getattr(maskrcnn, "strategy", None)
+    if is_multi_worker(strategy):
+        is_chief, n_workers, shared_seed = worker_role(strategy)
+    seed = shared_seed if seed is None else seed
     train_seq = MaskRCNNSequence(train_dataset, config, shuffle=True, augmentation=augmentation,
                                  no_augmentation_sources=no_augmentation_sources,
-                                 steps=config.STEPS_PER_EPOCH, workers=workers,
-                                 name="training")
+                                 steps=config.STEPS_PER_EPOCH * n_workers, workers=workers,
+                                 seed=seed, name="training")
     val_seq = (MaskRCNNSequence(val_dataset, config, shuffle=True,
-                                steps=config.VALIDATION_STEPS, workers=workers,
-                                name="validation")
+                                steps=config.VALIDATION_STEPS * n_workers, workers=workers,
+                                seed=seed, name="validation")
                if val_dataset is not None else None)
-    maskrcnn.create_log_dir()
+    train_data, val_data = train_seq, val_seq
+    if n_workers > 1:
+        train_data = _worker_batches(strategy, train_seq, n_workers)
+        val_data = val_seq and _worker_batches(strategy, val_seq, n_workers)
     bad_loss = StopOnBadLoss(train_seq)
-    callbacks = [
-        EpochTensorBoard(log_dir=maskrcnn.log_dir, histogram_freq=0, write_graph=False),
-        HistoryCSVLogger(os.path.join(maskrcnn.log_dir, "history.csv"), append=True),
-        bad_loss,
-        CheckpointCallback(maskrcnn, bad_loss),
-    ] + list(custom_callbacks or [])
+    if is_chief:
+        maskrcnn.create_log_dir()
+        callbacks = [
+            EpochTensorBoard(log_dir=maskrcnn.log_dir, histogram_freq=0, write_graph=False),
+            HistoryCSVLogger(os.path.join(maskrcnn.log_dir, "history.csv"), append=True),
+            bad_loss,
+            CheckpointCallback(maskrcnn, bad_loss),
+        ]
+    else:
+        callbacks = [bad_loss, _EpochCounter(maskrcnn)]
+    callbacks += list(custom_callbacks or [])
     logger.info("Starting at epoch %d, LR=%g, checkpoints in %s", maskrcnn.epoch,
                 learning_rate, maskrcnn.log_dir)
     scope = maskrcnn.strategy.scope() if maskrcnn.strategy is not None else _null_scope()
@@ -338,9 +397,9 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
         # first step, they are created inside the trace, and TensorFlow traces a function that
         # creates variables twice: the first step took twice as long (docs/benchmarks.md).
         model.optimizer.build(model.trainable_variables)
-    history = model.fit(train_seq, initial_epoch=maskrcnn.epoch, epochs=epochs,
+    history = model.fit(train_data, initial_epoch=maskrcnn.epoch, epochs=epochs,
                         steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
-                        validation_data=val_seq,
+                        validation_data=val_data,
                         validation_steps=config.VALIDATION_STEPS if val_seq else None,
                         # The sequence shuffles images itself; fit's own shuffle of the batch
                         # order would hide which batch a step trained on (StopOnBadLoss).
@@ -367,6 +426,52 @@ def _raise_diverged(maskrcnn, bad):
         "find_last(), or lower the learning rate."
         % (losses, bad["epoch"], bad["step"], ids, bad["epoch"],
            "the last good one is %s" % last if last else "there is no earlier checkpoint"), bad)
+
+
+def _worker_batches(strategy, sequence, n_workers):
+    """The distributed dataset of a multi-worker run: at step s, worker i's replica gets
+    ``sequence[s * n_workers + i]``, and each pass over it (an epoch) moves the sequence on.
+
+    tf.distribute's own split of a dataset would treat each of our batches as the global batch
+    and cut it among the workers; this hands each worker whole batches of its own.
+    """
+    worker = worker_role_index(strategy)
+    sample = sequence[0]
+    signature = {k: tf.TensorSpec((None,) + v.shape[1:], tf.as_dtype(v.dtype))
+                 for k, v in sample.items()}
+    passes = [0]
+
+    def batches():
+        sequence.epoch = passes[0]
+        passes[0] += 1
+        for step in range(len(sequence) // n_workers):
+            yield sequence[step * n_workers + worker]
+
+    def dataset_fn(context):
+        return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def worker_role_index(strategy):
+    """This process's position among the workers of a multi-worker strategy (chief first)."""
+    resolver = strategy.cluster_resolver
+    spec = resolver.cluster_spec().as_dict()
+    order = [("chief", i) for i in range(len(spec.get("chief", [])))]
+    order += [("worker", i) for i in range(len(spec.get("worker", [])))]
+    return order.index((resolver.task_type, int(resolver.task_id or 0)))
+
+
+class _EpochCounter(keras.callbacks.Callback):
+    """On workers that write no checkpoint, keeps ``MaskRCNN.epoch`` counting as the chief's
+    CheckpointCallback does."""
+
+    def __init__(self, maskrcnn):
+        super().__init__()
+        self.maskrcnn = maskrcnn
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.maskrcnn.epoch = epoch + 1
 
 
 class _null_scope:
