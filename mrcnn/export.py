@@ -126,9 +126,16 @@ def unmold_detections_tf(detections, class_masks, original_hw, molded_hw, window
     boxes, class_ids = tf.gather(boxes, keep), tf.gather(class_ids, keep)
     scores, masks = tf.gather(scores, keep), tf.gather(masks, keep)
     height, width = original_hw[0], original_hw[1]
-    full = tf.map_fn(lambda args: paste_mask_tf(args[0], args[1], height, width),
-                     (masks, boxes), fn_output_signature=tf.TensorSpec([None, None], tf.bool))
-    full = tf.reshape(full, [-1, height, width])
+
+    def paste_all():
+        pasted = tf.map_fn(lambda args: paste_mask_tf(args[0], args[1], height, width),
+                           (masks, boxes), fn_output_signature=tf.TensorSpec([None, None],
+                                                                             tf.bool))
+        return tf.reshape(pasted, [-1, height, width])
+
+    # map_fn cannot stack an empty list: an image without detections gets [0, H, W] directly.
+    full = tf.cond(tf.size(keep) > 0, paste_all,
+                   lambda: tf.zeros(tf.stack([0, height, width]), tf.bool))
     return boxes, class_ids, scores, tf.transpose(full, [1, 2, 0])
 
 

@@ -142,3 +142,20 @@ def test_export_rejects_bad_input(tiny_inference_model, tmp_path):
     with pytest.raises(ValueError, match="NUM_CLASSES = 4"):
         export_saved_model(tiny_inference_model, str(tmp_path / "m"), ["BG", "one"])
     assert not os.path.exists(tmp_path / "m")
+
+
+def test_unmolding_without_detections(tiny_inference_model):
+    """An image where nothing is found: empty results of the right shapes, as detect() gives."""
+    import tensorflow as tf
+    from mrcnn.export import unmold_detections_tf
+    detections = tf.zeros([10, 6], tf.float32)
+    masks = tf.zeros([10, 28, 28], tf.float32)
+    rois, class_ids, scores, full = unmold_detections_tf(
+        detections, masks, tf.constant([50, 70]), tf.constant([128, 128]),
+        tf.constant([0, 0, 91, 128]))
+    want = tiny_inference_model.unmold_detections(np.zeros((10, 6), np.float32),
+                                                  np.zeros((10, 28, 28), np.float32),
+                                                  (50, 70, 3), (128, 128, 3), (0, 0, 91, 128))
+    for got, expected in zip((rois, class_ids, scores, full), want):
+        assert got.numpy().shape == expected.shape
+    assert full.dtype == tf.bool

@@ -46,6 +46,8 @@ SKIPPED_COMMANDS = [
     (r"curl ", "needs the TF Serving container of the line before"),
     (r"python samples/coco\.py ", "needs MS COCO in /data/coco; tests/test_coco_sample.py runs "
                                   "the sample on a generated COCO-format set"),
+    (r"'?TF_CONFIG=.* python train\.py$", "needs two machines; tests/test_multiworker.py runs "
+                                          "two workers on 127.0.0.1"),
 ]
 
 #: The demo's plan while the README runs: a few images and steps (tests/test_cli.py and the
@@ -155,13 +157,7 @@ def _small_settings():
 
 #: Known bugs outside this file that a README block hits: (block's first words, error text,
 #: what to fix). The block's test is an expected failure while the bug stands.
-KNOWN_BUGS = [
-    ("import numpy as np\nimport tensorflow as tf\n\nmodel = tf.saved_model.load",
-     "Tried to stack elements of an empty list",
-     "mrcnn/export.py: serving_default fails on an image without detections (tf.map_fn "
-     "pasting zero masks); the README feeds a black image, which a trained demo model finds "
-     "nothing in"),
-]
+KNOWN_BUGS = []
 
 
 def _write_coco_standin(path, logs):
