@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.ops.resample_tf import paste_mask_tf, resize_image_uint8_tf
+from mrcnn.workflow.runs import jsonable
 
 __all__ = ["export_saved_model", "serving_function", "mold_image_tf", "unmold_detections_tf",
            "main"]
@@ -182,7 +183,7 @@ def export_saved_model(model, path, class_names=None):
     interrupted export never leaves a half-written model under ``path``.
     """
     class_names = _class_names(model.config, class_names)
-    config_json = json.dumps(model.config.to_dict(), default=_jsonable, sort_keys=True)
+    config_json = json.dumps(jsonable(model.config.to_dict()), default=str, sort_keys=True)
     module = tf.Module()
     module.model = model.keras_model
     module.serve = serving_function(model)
@@ -204,14 +205,6 @@ def export_saved_model(model, path, class_names=None):
         shutil.rmtree(path)
     os.replace(tmp, path)
     return path
-
-
-def _jsonable(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    return str(value)
 
 
 def export_trained(weights="best", logs="logs", output="exported", min_confidence=None):

@@ -125,19 +125,20 @@ def is_multi_worker(strategy):
 
 
 def worker_role(strategy):
-    """``(is_chief, number of workers, seed shared by all workers)`` for a multi-worker strategy.
+    """``(index, number of workers, seed shared by all workers)`` for a multi-worker strategy.
 
-    The chief is task ``chief``/0, or ``worker``/0 where the cluster has no chief: it alone
-    writes checkpoints and logs. The seed (from the cluster spec) makes every worker's input
-    sequence produce the same batches, which tf.distribute then deals out among them.
+    index orders the tasks chief first, then the workers: index 0 is the chief (task ``chief``/0,
+    or ``worker``/0 where the cluster has no chief), which alone writes checkpoints and logs.
+    The seed (from the cluster spec) makes every worker's input sequence produce the same
+    batches, which `_worker_batches` then deals out among them.
     """
     resolver = strategy.cluster_resolver
     spec = resolver.cluster_spec().as_dict()
-    chief_type = "chief" if "chief" in spec else "worker"
-    is_chief = resolver.task_type == chief_type and int(resolver.task_id or 0) == 0
-    workers = sum(len(tasks) for tasks in spec.values())
+    order = [("chief", i) for i in range(len(spec.get("chief", [])))]
+    order += [("worker", i) for i in range(len(spec.get("worker", [])))]
+    index = order.index((resolver.task_type, int(resolver.task_id or 0)))
     seed = zlib.crc32(json.dumps(spec, sort_keys=True).encode())
-    return is_chief, workers, seed
+    return index, len(order), seed
 
 
 def set_trainable(keras_model, layer_regex, verbose=0):
@@ -358,10 +359,11 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
     # sequence of batches (shared seed); at step s worker i trains on batch s * n + i, so one
     # step covers n consecutive batches, as one process with n times the batch would. Only the
     # chief writes checkpoints and logs.
-    is_chief, n_workers, shared_seed = True, 1, None
+    worker, n_workers, shared_seed = 0, 1, None
     strategy = getattr(maskrcnn, "strategy", None)
     if is_multi_worker(strategy):
-        is_chief, n_workers, shared_seed = worker_role(strategy)
+        worker, n_workers, shared_seed = worker_role(strategy)
+    is_chief = worker == 0
     seed = shared_seed if seed is None else seed
     train_seq = MaskRCNNSequence(train_dataset, config, shuffle=True, augmentation=augmentation,
                                  no_augmentation_sources=no_augmentation_sources,
@@ -373,8 +375,8 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
                if val_dataset is not None else None)
     train_data, val_data = train_seq, val_seq
     if n_workers > 1:
-        train_data = _worker_batches(strategy, train_seq, n_workers)
-        val_data = val_seq and _worker_batches(strategy, val_seq, n_workers)
+        train_data = _worker_batches(strategy, train_seq, worker, n_workers)
+        val_data = val_seq and _worker_batches(strategy, val_seq, worker, n_workers)
     bad_loss = StopOnBadLoss(train_seq)
     if is_chief:
         maskrcnn.create_log_dir()
@@ -428,14 +430,13 @@ def _raise_diverged(maskrcnn, bad):
            "the last good one is %s" % last if last else "there is no earlier checkpoint"), bad)
 
 
-def _worker_batches(strategy, sequence, n_workers):
+def _worker_batches(strategy, sequence, worker, n_workers):
     """The distributed dataset of a multi-worker run: at step s, worker i's replica gets
     ``sequence[s * n_workers + i]``, and each pass over it (an epoch) moves the sequence on.
 
     tf.distribute's own split of a dataset would treat each of our batches as the global batch
     and cut it among the workers; this hands each worker whole batches of its own.
     """
-    worker = worker_role_index(strategy)
     sample = sequence[0]
     signature = {k: tf.TensorSpec((None,) + v.shape[1:], tf.as_dtype(v.dtype))
                  for k, v in sample.items()}
@@ -451,15 +452,6 @@ def _worker_batches(strategy, sequence, n_workers):
         return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
-
-
-def worker_role_index(strategy):
-    """This process's position among the workers of a multi-worker strategy (chief first)."""
-    resolver = strategy.cluster_resolver
-    spec = resolver.cluster_spec().as_dict()
-    order = [("chief", i) for i in range(len(spec.get("chief", [])))]
-    order += [("worker", i) for i in range(len(spec.get("worker", [])))]
-    return order.index((resolver.task_type, int(resolver.task_id or 0)))
 
 
 class _EpochCounter(keras.callbacks.Callback):
