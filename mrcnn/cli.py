@@ -8,6 +8,7 @@ set.
     mrcnn evaluate                               # the best checkpoint of the latest run in logs/
     mrcnn detect   --image photos/ --output detections/
     mrcnn export   --output exported/                # a SavedModel of the best checkpoint
+    mrcnn export   --output model.tflite --tflite    # ... or a TFLite file
 
 ``train`` saves its settings (data set, classes, preset, overrides, stages) in the run
 directory's ``settings.json``; ``evaluate``, ``detect`` and ``anchors`` read them back, so no
@@ -228,16 +229,18 @@ def build_parser(prog="mrcnn", argv=None):
     m.add_argument("--seed", type=int, default=0, help="data and initialisation seed")
     m.set_defaults(func=cmd_demo)
 
-    x = sub.add_parser("export", help="a TensorFlow SavedModel that serves raw images",
+    x = sub.add_parser("export", help="a TensorFlow SavedModel that serves raw images, or a "
+                                      "TFLite file",
                        description="Exports trained weights (best, last or a .h5 path; the "
                                    "run's settings.json gives the configuration and classes) as "
-                                   "a SavedModel with detect() whole in the graph "
+                                   "a SavedModel with detect() whole in the graph, or with "
+                                   "--tflite as a TFLite file of builtin ops "
                                    "(see mrcnn.export).")
     if argv and "export" in argv[:1]:
-        from mrcnn import export
+        from mrcnn.export import command as export_command
 
-        export.add_arguments(x)
-        x.set_defaults(func=lambda args, defaults: export.run(args))
+        export_command.add_arguments(x)
+        x.set_defaults(func=lambda args, defaults: export_command.run(args))
 
     # The top-level help lists every command's options, not just the command names.
     parser.epilog = ("commands and their options:\n\n"

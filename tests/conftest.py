@@ -15,6 +15,20 @@ import pytest  # noqa: E402
 
 from mrcnn.config import Config  # noqa: E402
 
+#: The start of a script run in a fresh interpreter where ``import mrcnn`` must fail (what an
+#: exported model is loaded in); it checks that it does.
+WITHOUT_MRCNN = """\
+import sys
+sys.modules["mrcnn"] = None
+import numpy as np
+import tensorflow as tf
+try:
+    import mrcnn  # noqa: F401
+    raise SystemExit("mrcnn was importable")
+except ImportError:
+    pass
+"""
+
 
 class TinyConfig(Config):
     """A configuration small enough for CPU tests: 128x128 images, ResNet-18, narrow heads."""
@@ -39,6 +53,46 @@ class TinyConfig(Config):
     DETECTION_MAX_INSTANCES = 10
     STEPS_PER_EPOCH = 2
     VALIDATION_STEPS = 1
+
+
+class OverfitConfig(TinyConfig):
+    """`overfit_run`'s training: one shapes image, learned by heart."""
+    NAME = "overfit"
+    IMAGES_PER_GPU = 2
+    STEPS_PER_EPOCH = 25
+    VALIDATION_STEPS = 1
+    LEARNING_RATE = 0.02
+    WARMUP_STEPS = 20
+    TRAIN_BN = True  # from scratch: random-init statistics are useless (samples/shapes.py)
+    DETECTION_MIN_CONFIDENCE = 0.5
+    RPN_NMS_THRESHOLD = 0.7
+
+
+class OverfitInference(OverfitConfig):
+    IMAGES_PER_GPU = 1
+
+
+OVERFIT_EPOCHS = 10
+
+
+@pytest.fixture(scope="session")
+def overfit_run(tmp_path_factory):
+    """A tiny model trained (all layers, OVERFIT_EPOCHS) on one generated 128 px shapes image:
+    a model with real detections, for tests that compare inference paths. About a minute, once
+    per session. Returns a namespace: dataset, history, weights (the best checkpoint)."""
+    import keras
+    from mrcnn import model as modellib
+    from mrcnn.datasets.synthetic import SyntheticShapesDataset
+
+    keras.utils.set_random_seed(3)
+    dataset = SyntheticShapesDataset()
+    dataset.load_shapes(1, 128, 128, seed=7, max_shapes=3)
+    dataset.prepare()
+    config = OverfitConfig()
+    model = modellib.MaskRCNN("training", config, str(tmp_path_factory.mktemp("overfit")))
+    history = model.train(dataset, dataset, learning_rate=config.LEARNING_RATE,
+                          epochs=OVERFIT_EPOCHS, layers="all")
+    return types.SimpleNamespace(dataset=dataset, history=history, weights=model.find_best())
 
 
 @pytest.fixture

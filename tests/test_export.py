@@ -10,21 +10,13 @@ import textwrap
 import numpy as np
 import pytest
 
+from conftest import WITHOUT_MRCNN
 from mrcnn.ops.boxes_np import compute_overlaps_masks
 
 SIZES = [(100, 150), (300, 200), (128, 128)]
 
 # Runs in a fresh interpreter in which ``import mrcnn`` fails.
-SERVER = textwrap.dedent("""
-    import sys
-    sys.modules["mrcnn"] = None
-    import numpy as np
-    import tensorflow as tf
-    try:
-        import mrcnn  # noqa: F401
-        raise SystemExit("mrcnn was importable")
-    except ImportError:
-        pass
+SERVER = WITHOUT_MRCNN + textwrap.dedent("""
     model = tf.saved_model.load(sys.argv[1])
     serve = model.signatures["serving_default"]
     images = np.load(sys.argv[2])

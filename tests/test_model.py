@@ -236,6 +236,28 @@ def test_detect_batches_images_of_several_shapes(tiny_inference_model):
     assert [r["masks"].shape[:2] for r in results] == [(60, 80), (80, 60), (50, 50)]
 
 
+def test_detect_in_pad64_mode_takes_images_that_mold_to_different_shapes(tmp_path):
+    # pad64 molds 60x200 to 64x256 and 130x70 to 192x128: one list, no stacking of the two.
+    import keras
+
+    class Pad64(TinyConfig):
+        IMAGES_PER_GPU = 2
+        IMAGE_RESIZE_MODE = "pad64"
+        IMAGE_MIN_DIM = None
+        DETECTION_MIN_CONFIDENCE = 0.0
+
+    keras.utils.set_random_seed(2)
+    model = modellib.MaskRCNN("inference", Pad64(), str(tmp_path))
+    rng = np.random.default_rng(9)
+    images = [_image(rng, (60, 200, 3)), _image(rng, (130, 70, 3)), _image(rng, (64, 64, 3))]
+    together = model.detect(images)
+    for image, r in zip(images, together):
+        alone = model.detect([image])[0]
+        assert r["masks"].shape[:2] == image.shape[:2]
+        for key in ("rois", "class_ids", "scores", "masks"):
+            np.testing.assert_array_equal(r[key], alone[key])
+
+
 def test_run_graph_returns_named_intermediates(tiny_inference_model):
     out = tiny_inference_model.run_graph([_image(np.random.default_rng(6), (128, 128, 3))],
                                          [("proposals", "ROI"), ("p2", "fpn_p2")])

@@ -1,5 +1,5 @@
 """Training on several machines: MultiWorkerMirroredStrategy configured by TF_CONFIG, here two
-worker processes on 127.0.0.1, each holding half of the batch."""
+worker processes on 127.0.0.1, each holding half of the batch, for two epochs with validation."""
 
 import json
 import os
@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent("""
         NAME = "multi"
         IMAGES_PER_GPU = 1 if index >= 0 else 2      # each worker half of the batch
         STEPS_PER_EPOCH = 3
-        VALIDATION_STEPS = 0
+        VALIDATION_STEPS = 1
 
     class Steps(keras.callbacks.Callback):
         def __init__(self):
@@ -64,10 +64,12 @@ SCRIPT = textwrap.dedent("""
         model.load_weights(initial, by_name=True)
         model.set_log_dir()   # a new run, not a continuation of the file's
     steps = Steps()
-    train(model, dataset, None, 0.001, 1, "heads", custom_callbacks=[steps],
-          seed=None if index >= 0 else int(seed))
+    # Two epochs with validation: each epoch must get its batches (Keras keeps one iterator).
+    history = train(model, dataset, dataset, 0.001, 2, "heads", custom_callbacks=[steps],
+                    seed=None if index >= 0 else int(seed))
     with open(result, "w") as f:
-        json.dump({"steps": steps.logs, "epoch": model.epoch}, f)
+        json.dump({"steps": steps.logs, "epoch": model.epoch,
+                   "val_loss": [float(v) for v in history.history["val_loss"]]}, f)
 """).replace("ROOT, TESTS", repr(ROOT) + ", " + repr(TESTS))
 
 
@@ -109,8 +111,9 @@ def test_two_workers_train_as_one_process_on_the_whole_batch(tmp_path):
             assert p.returncode == 0, out[-4000:]
     chief, other, single = (json.loads((tmp_path / ("result%d.json" % i)).read_text())
                             for i in (0, 1, -1))
-    assert len(chief["steps"]) == len(single["steps"]) == 3
-    assert chief["epoch"] == other["epoch"] == 1
+    assert len(chief["steps"]) == len(single["steps"]) == len(other["steps"]) == 6
+    assert chief["epoch"] == other["epoch"] == 2
+    assert len(chief["val_loss"]) == 2 and np.all(np.isfinite(chief["val_loss"]))
     # The workers stay in step with each other.
     for step in range(3):
         for name, value in chief["steps"][step].items():
@@ -131,5 +134,53 @@ def test_two_workers_train_as_one_process_on_the_whole_batch(tmp_path):
     runs = os.listdir(tmp_path / "logs0")
     assert len(runs) == 1
     files = os.listdir(tmp_path / "logs0" / runs[0])
-    assert "mask_rcnn_multi_0001.h5" in files and not [f for f in files if ".tmp" in f]
+    assert {"mask_rcnn_multi_0001.h5", "mask_rcnn_multi_0002.h5"} <= set(files)
+    assert not [f for f in files if ".tmp" in f]
     assert not os.path.exists(tmp_path / "logs1") or not os.listdir(tmp_path / "logs1")
+
+
+def test_worker_batches_feed_every_epoch():
+    """Keras keeps one iterator of a dataset of unknown length for all epochs when
+    steps_per_epoch is set: the worker's dataset must go on pass after pass (a single pass left
+    epoch 2 without data: "Your input ran out of data", an epoch of no steps). Worker 1 of 2,
+    in one process under the default strategy."""
+    import warnings
+
+    import keras
+    import tensorflow as tf
+
+    from mrcnn.training.trainer import _worker_batches
+
+    class Sequence:
+        def __len__(self):
+            return 6
+
+        def batch_at(self, epoch, idx):
+            return {"x": np.full((1, 2), epoch * 100 + idx, np.float32)}
+
+        def __getitem__(self, idx):
+            return self.batch_at(0, idx)
+
+    seen = []
+
+    class Recorder(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.dense(x)
+
+        def train_step(self, data):
+            tf.py_function(lambda v: seen.append(int(v[0, 0])), [data["x"]], [])
+            return {"n": tf.reduce_sum(data["x"])}
+
+    model = Recorder()
+    model.compile(optimizer="sgd")
+    model(np.zeros((1, 2), np.float32))
+    data = _worker_batches(tf.distribute.get_strategy(), Sequence(), 1, 2)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*ran out of data")
+        history = model.fit(data, epochs=3, steps_per_epoch=3, verbose=0, shuffle=False)
+    assert len(history.epoch) == 3
+    assert seen == [1, 3, 5, 101, 103, 105, 201, 203, 205]

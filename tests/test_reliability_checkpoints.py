@@ -185,3 +185,92 @@ def test_disk_full_while_marking_best_leaves_no_residue(facade, tmp_path, monkey
     assert facade.find_last().endswith(CK % 2)  # the checkpoint itself was written
     # best.json already names epoch 2; _best.h5 still holds epoch 1: find_best sees it.
     assert facade.find_best().endswith(CK % 2)
+
+
+# ------------------------------------------------- what a killed process left, put right
+def _resume(facade, run, epoch):
+    """``facade`` as after ``load_weights`` of ``run``'s checkpoint ``epoch``, and the callback
+    train() would start with."""
+    facade.set_log_dir(str(run / (CK % epoch)))
+    assert facade.epoch == epoch and facade.log_dir == str(run)
+    callback = trainer_lib.CheckpointCallback(facade)
+    callback.on_train_begin()
+    return callback
+
+
+def _best(run):
+    with open(run / "best.json") as f:
+        return json.load(f)
+
+
+def _scored_run(facade, tmp_path, values, best):
+    """Checkpoints carrying ``val_loss`` values (epoch from 1), best.json naming ``best``."""
+    run = tmp_path / RUN
+    run.mkdir()
+    for e, v in enumerate(values, 1):
+        facade.save_weights(str(run / (CK % e)), epoch=e, metric="val_loss", metric_value=v)
+    os.link(run / (CK % best), run / "mask_rcnn_tiny_best.h5")
+    (run / "best.json").write_text(json.dumps(
+        {"checkpoint": CK % best, "epoch": best, "metric": "val_loss",
+         "value": values[best - 1]}))
+    return run
+
+
+def test_train_begin_removes_the_temporaries_a_kill_left(facade, tmp_path):
+    run = _scored_run(facade, tmp_path, [2.0, 3.0], best=1)
+    left = [".mask_rcnn_tiny_0003.h5.0123456789ab.tmp", "best.json.tmp",
+            "mask_rcnn_tiny_best.h5.tmp"]
+    others = ["notes.tmp", ".mask_rcnn_tiny_0003.h5.tmp", "mask_rcnn_tiny_0002.h5"]
+    for name in left + others[:2]:
+        (run / name).write_bytes(b"partial")
+    _resume(facade, run, 2)
+    assert sorted(n for n in os.listdir(run) if n in left + others) == sorted(others)
+    assert _best(run)["epoch"] == 1  # epoch 2 was worse: nothing to re-mark
+    assert os.path.samefile(run / "mask_rcnn_tiny_best.h5", run / (CK % 1))
+
+
+def test_train_begin_marks_the_checkpoint_a_kill_left_unmarked(facade, tmp_path):
+    """Killed after epoch 2's checkpoint, before its marking: best.json still names epoch 1."""
+    run = _scored_run(facade, tmp_path, [2.0, 1.0], best=1)
+    _resume(facade, run, 2)
+    assert _best(run) == {"checkpoint": CK % 2, "epoch": 2, "metric": "val_loss", "value": 1.0}
+    assert os.path.samefile(run / "mask_rcnn_tiny_best.h5", run / (CK % 2))
+    assert facade.find_best() == str(run / "mask_rcnn_tiny_best.h5")
+
+
+def test_train_begin_links_the_best_a_kill_left_unlinked(facade, tmp_path):
+    """Killed between best.json naming epoch 2 and the link: _best.h5 still holds epoch 1."""
+    run = _scored_run(facade, tmp_path, [2.0, 1.0], best=1)
+    (run / "best.json").write_text(json.dumps(
+        {"checkpoint": CK % 2, "epoch": 2, "metric": "val_loss", "value": 1.0}))
+    _resume(facade, run, 2)
+    assert _best(run)["epoch"] == 2
+    assert os.path.samefile(run / "mask_rcnn_tiny_best.h5", run / (CK % 2))
+
+
+def test_train_begin_leaves_a_run_without_metric_attributes_alone(facade, tmp_path):
+    """Checkpoints written before they carried the metric: nothing to compare, nothing
+    re-marked."""
+    run = make_run(facade, tmp_path, (1, 2), best=1)
+    before = _best(run)
+    _resume(facade, run, 2)
+    assert _best(run) == before
+    assert os.path.samefile(run / "mask_rcnn_tiny_best.h5", run / (CK % 1))
+
+
+def test_history_rows_after_the_resumed_epoch_are_dropped(tmp_path):
+    """A process killed after writing epochs 3 and 4's rows (4's cut short) but before epoch
+    3's checkpoint: resumed from epoch 2, the rows of 3 and 4 go, the others stay as written."""
+    path = tmp_path / "history.csv"
+    kept = "epoch,loss,val_loss\r\n1,3.0,3.5\r\n2,2.0,2.5\r\n"
+    path.write_bytes((kept + "3,1.0,1.5\r\n4,0.9").encode())
+    logger = trainer_lib.HistoryCSVLogger(str(path), last_epoch=2, append=True)
+    logger.on_train_begin()
+    logger.on_train_end()
+    assert path.read_bytes() == kept.encode()
+    # A row cut short is dropped even when its epoch is not after the resumed one.
+    path.write_bytes((kept + "3,1.0").encode())
+    logger = trainer_lib.HistoryCSVLogger(str(path), last_epoch=3, append=True)
+    logger.on_train_begin()
+    logger.on_train_end()
+    assert path.read_bytes() == kept.encode()

@@ -27,7 +27,7 @@ import pytest
 
 from mrcnn import weights as weights_io
 
-KILLS = 8
+KILLS = 4
 SLOW_KILLS = 40
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)

@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.ops.boxes import clip_boxes, decode_boxes
+from mrcnn.ops.batching import map_images
+from mrcnn.ops.boxes import clip_boxes, decode_boxes, non_max_suppression
 
 
 def refine_detections(rois, probs, deltas, window, max_instances, min_confidence,
@@ -34,7 +35,7 @@ def refine_detections(rois, probs, deltas, window, max_instances, min_confidence
     scores = tf.gather(scores, keep)
     class_ids = tf.gather(class_ids, keep)
     offset = 2.0 * tf.cast(class_ids, tf.float32)[:, None]
-    selected = tf.image.non_max_suppression(boxes + offset, scores, max_instances, nms_threshold)
+    selected = non_max_suppression(boxes + offset, scores, max_instances, nms_threshold)
     out = tf.concat([tf.gather(boxes, selected),
                      tf.cast(tf.gather(class_ids, selected), tf.float32)[:, None],
                      tf.gather(scores, selected)[:, None]], axis=1)
@@ -68,8 +69,8 @@ class DetectionLayer(keras.layers.Layer):
             return refine_detections(*args, self.max_instances, self.min_confidence,
                                      self.nms_threshold, self.bbox_std_dev)
 
-        return tf.map_fn(one_image, (rois, probs, deltas, windows),
-                         fn_output_signature=tf.TensorSpec([self.max_instances, 6], tf.float32))
+        return map_images(one_image, (rois, probs, deltas, windows),
+                          fn_output_signature=tf.TensorSpec([self.max_instances, 6], tf.float32))
 
     def compute_output_shape(self, input_shapes):
         return (input_shapes[0][0], self.max_instances, 6)

@@ -52,8 +52,10 @@ class LeadingRois(keras.layers.Layer):
         x = x[:, :self.count]
         pad = self.count - tf.shape(x)[1]
         paddings = tf.concat([[[0, 0], [0, pad]], tf.zeros([tf.rank(x) - 2, 2], tf.int32)], 0)
-        return tf.ensure_shape(tf.pad(x, paddings),
-                               (x.shape[0], self.count) + tuple(x.shape[2:]))
+        out = tf.pad(x, paddings)
+        # A static annotation, not an EnsureShape op (TFLite has none).
+        out.set_shape((x.shape[0], self.count) + tuple(x.shape[2:]))
+        return out
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.count) + tuple(input_shape[2:])
@@ -77,7 +79,8 @@ class Upsample2x(keras.layers.Layer):
         shape = tf.shape(x)
         n, h, w = shape[0], shape[1], shape[2]
         c = x.shape[-1] if x.shape[-1] is not None else shape[3]
-        y = tf.broadcast_to(x[:, :, None, :, None, :], [n, h, 2, w, 2, c])
+        # A reshape rather than x[:, :, None, :, None, :]: TFLite slices have at most 5 axes.
+        y = tf.broadcast_to(tf.reshape(x, [n, h, 1, w, 1, c]), [n, h, 2, w, 2, c])
         return tf.reshape(y, [n, 2 * h, 2 * w, c])
 
     def compute_output_shape(self, input_shape):

@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.ops.boxes import clip_boxes, decode_boxes
+from mrcnn.ops.batching import map_images
+from mrcnn.ops.boxes import clip_boxes, decode_boxes, non_max_suppression
 
 
 def nms_padded(boxes, scores, max_output, iou_threshold):
@@ -16,7 +17,7 @@ def nms_padded(boxes, scores, max_output, iou_threshold):
     boxes: [K, 4] float32; scores: [K]. Returns (boxes [max_output, 4], scores [max_output],
     indices [max_output] int32 with -1 for padding).
     """
-    keep = tf.image.non_max_suppression(boxes, scores, max_output, iou_threshold)
+    keep = non_max_suppression(boxes, scores, max_output, iou_threshold)
     pad = max_output - tf.shape(keep)[0]
     kept_boxes = tf.pad(tf.gather(boxes, keep), [[0, pad], [0, 0]])
     kept_scores = tf.pad(tf.gather(scores, keep), [[0, pad]])
@@ -46,8 +47,8 @@ def generate_proposals(rpn_probs, rpn_deltas, anchors, proposal_count, nms_thres
         b, s = args
         return nms_padded(b, s, proposal_count, nms_threshold)[0]
 
-    proposals = tf.map_fn(one_image, (boxes, top_scores),
-                          fn_output_signature=tf.TensorSpec([proposal_count, 4], tf.float32))
+    proposals = map_images(one_image, (boxes, top_scores),
+                           fn_output_signature=tf.TensorSpec([proposal_count, 4], tf.float32))
     return proposals
 
 

@@ -6,6 +6,58 @@ Axes: N images, R boxes per image, C channels. Boxes are normalized ``(y1, x1, y
 import keras
 import tensorflow as tf
 
+from mrcnn.ops import portable
+
+
+def gather_crop_and_resize(image, boxes, box_indices, crop_size):
+    """``tf.image.crop_and_resize`` (bilinear, extrapolation 0) out of gathers and arithmetic.
+
+    TFLite has no builtin CropAndResize; this form uses only builtin ops (GATHER, FLOOR, ...),
+    so a converted model runs in any TFLite interpreter. It follows TensorFlow's kernel step for
+    step (the same sample positions, the same lerp order in float32), so both give the same
+    numbers.
+    image: [B, H, W, C] float32. boxes: [n, 4] normalized (y1, x1, y2, x2).
+    box_indices: int32 [n], the image of each box. crop_size: (ch, cw) Python ints.
+    Returns: [n, ch, cw, C] float32.
+    """
+    ch, cw = int(crop_size[0]), int(crop_size[1])
+    shape = tf.shape(image)
+    b, h, w, c = shape[0], shape[1], shape[2], shape[3]
+    hm1, wm1 = tf.cast(h - 1, tf.float32), tf.cast(w - 1, tf.float32)
+    y1, x1, y2, x2 = [boxes[:, i:i + 1] for i in range(4)]
+
+    def positions(lo, hi, size_m1, count):
+        if count > 1:
+            step = (hi - lo) * size_m1 / float(count - 1)
+            return lo * size_m1 + tf.range(count, dtype=tf.float32)[None, :] * step
+        return 0.5 * (lo + hi) * size_m1
+
+    in_y = positions(y1, y2, hm1, ch)                          # [n, ch]
+    in_x = positions(x1, x2, wm1, cw)                          # [n, cw]
+    valid = (tf.cast((in_y >= 0.0) & (in_y <= hm1), tf.float32)[:, :, None]
+             * tf.cast((in_x >= 0.0) & (in_x <= wm1), tf.float32)[:, None, :])
+    top, left = tf.floor(in_y), tf.floor(in_x)
+    y_lerp = (in_y - top)[:, :, None, None]
+    x_lerp = (in_x - left)[:, None, :, None]
+
+    def index(v, limit):
+        return tf.clip_by_value(tf.cast(v, tf.int32), 0, limit - 1)
+
+    y0, y1i = index(top, h), index(tf.math.ceil(in_y), h)
+    x0, x1i = index(left, w), index(tf.math.ceil(in_x), w)
+    base = (tf.cast(box_indices, tf.int32) * h)[:, None]
+    rows0, rows1 = (base + y0) * w, (base + y1i) * w          # [n, ch]
+    flat = tf.reshape(image, tf.stack([b * h * w, c]))
+
+    def pick(rows, cols):
+        return tf.gather(flat, rows[:, :, None] + cols[:, None, :])   # [n, ch, cw, C]
+
+    top_left, top_right = pick(rows0, x0), pick(rows0, x1i)
+    bottom_left, bottom_right = pick(rows1, x0), pick(rows1, x1i)
+    upper = top_left + (top_right - top_left) * x_lerp
+    lower = bottom_left + (bottom_right - bottom_left) * x_lerp
+    return (upper + (lower - upper) * y_lerp) * valid[:, :, :, None]
+
 
 def roi_levels(boxes, image_shape):
     """Pyramid level (2..5) of each box, by the FPN paper's rule (Matterport's form).
@@ -43,14 +95,16 @@ def pyramid_roi_align(boxes, feature_maps, image_shape, pool_size):
     for i, level in enumerate(range(2, 6)):
         ix = tf.cast(tf.where(tf.equal(levels, level))[:, 0], tf.int32)
         fmap = feature_maps[i]
-        crops = tf.image.crop_and_resize(
-            tf.cast(fmap, tf.float32) if fmap.dtype != tf.float32 else fmap,
-            tf.gather(flat_boxes, ix), tf.gather(box_image, ix), pool_size, method="bilinear")
+        crop = gather_crop_and_resize if portable.active() else tf.image.crop_and_resize
+        crops = crop(tf.cast(fmap, tf.float32) if fmap.dtype != tf.float32 else fmap,
+                     tf.gather(flat_boxes, ix), tf.gather(box_image, ix), pool_size)
         pooled.append(tf.cast(crops, fmap.dtype))
         order.append(ix)
     pooled = tf.concat(pooled, axis=0)
-    # Every box lands on exactly one level, so the concatenated indices are a permutation.
-    restore = tf.math.invert_permutation(tf.concat(order, axis=0))
+    # Every box lands on exactly one level, so the concatenated indices are a permutation; its
+    # inverse by a scatter (TFLite has no InvertPermutation).
+    order = tf.concat(order, axis=0)
+    restore = tf.scatter_nd(order[:, None], tf.range(tf.size(order)), tf.shape(order))
     pooled = tf.gather(pooled, restore)
     out_shape = tf.concat([[n, r], tf.shape(pooled)[1:]], axis=0)
     return tf.reshape(pooled, out_shape)

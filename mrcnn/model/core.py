@@ -16,10 +16,8 @@ import tensorflow as tf
 import keras
 
 from mrcnn import anchors as anchors_lib
-from mrcnn.image import mold_image, paste_masks, resize_image, to_rgb_uint8
-from mrcnn.meta import compose_image_meta
+from mrcnn import molding
 from mrcnn.model.graph import INFERENCE_OUTPUTS, build_graph
-from mrcnn.ops.boxes_np import denorm_boxes, norm_boxes
 from mrcnn import weights as weights_io
 
 logger = logging.getLogger("mrcnn")
@@ -324,29 +322,17 @@ class MaskRCNN:
         return anchors_lib.get_anchors(self.config, tuple(image_shape))
 
     def mold_inputs(self, images):
-        """Resize and normalize a list of images.
+        """Resize and normalize a list of images (`mrcnn.molding.mold_inputs`).
 
         images: list of [H, W, C] arrays (grayscale, RGBA and 16-bit are converted to RGB uint8).
         Returns molded_images [N, h, w, 3] float32, image_metas [N, META] float32,
         windows [N, 4] int32 (y1, x1, y2, x2) of the image inside the padding, in molded pixels.
         """
-        molded, metas, windows = [], [], []
-        c = self.config
-        for image in images:
-            image = to_rgb_uint8(image) if c.IMAGE_CHANNEL_COUNT == 3 else image
-            m, window, scale, _, _ = resize_image(image, min_dim=c.IMAGE_MIN_DIM,
-                                                  min_scale=c.IMAGE_MIN_SCALE,
-                                                  max_dim=c.IMAGE_MAX_DIM,
-                                                  mode=c.IMAGE_RESIZE_MODE)
-            molded.append(mold_image(m, c))
-            metas.append(compose_image_meta(0, image.shape, m.shape, window, scale,
-                                            np.zeros([c.NUM_CLASSES], dtype=np.int32)))
-            windows.append(window)
-        return np.stack(molded), np.stack(metas), np.array(windows, dtype=np.int32)
+        return molding.mold_inputs(images, self.config)
 
     def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape,
                           window):
-        """Detections of one image in original-image pixels.
+        """Detections of one image in original-image pixels (`mrcnn.molding.unmold_detections`).
 
         detections: [D, 6] (y1, x1, y2, x2 normalized to the molded image, class_id, score);
         mrcnn_mask: [D, mh, mw, C] float (Matterport's layout), or [D, mh, mw] already holding
@@ -354,25 +340,8 @@ class MaskRCNN:
         Returns boxes [n, 4] int32, class_ids [n] int32, scores [n] float32,
         masks [H, W, n] bool at the original size.
         """
-        # The first zero class id ends the list (the detection layer pads with zeros), as in
-        # Matterport.
-        zero = np.flatnonzero(detections[:, 4] == 0)
-        n = int(zero[0]) if len(zero) else len(detections)
-        boxes = detections[:n, :4]
-        class_ids = detections[:n, 4].astype(np.int32)
-        scores = detections[:n, 5].astype(np.float32)
-        masks = (mrcnn_mask[:n] if mrcnn_mask.ndim == 3
-                 else mrcnn_mask[np.arange(n), :, :, class_ids])
-        # Boxes are normalized to the padded image: re-express them relative to the window.
-        wy1, wx1, wy2, wx2 = norm_boxes(np.asarray(window, np.float32)[None],
-                                        image_shape[:2])[0]
-        shift = np.array([wy1, wx1, wy1, wx1], np.float32)
-        scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1], np.float32)
-        boxes = denorm_boxes((boxes - shift) / scale, original_image_shape[:2])
-        keep = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0
-        boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
-        full = paste_masks(masks, boxes, original_image_shape)
-        return boxes.astype(np.int32), class_ids, scores, full
+        return molding.unmold_detections(detections, mrcnn_mask, original_image_shape,
+                                         image_shape, window)
 
     def _predict(self, molded_images, image_metas):
         if self._predict_fn is None:
@@ -415,7 +384,11 @@ class MaskRCNN:
         if verbose:
             logger.info("Processing %d images", len(images))
         results = [None] * len(images)
-        molded, metas, windows = self.mold_inputs(images)
+        # One at a time: in "pad64" and "none" modes images mold to different shapes, which
+        # cannot be stacked.
+        molded, metas, windows = zip(*[(m[0], me[0], w[0]) for m, me, w in
+                                       (self.mold_inputs([image]) for image in images)])
+        metas = np.stack(metas)
         batch = max(1, int(self.config.BATCH_SIZE))
         groups = {}
         for i, m in enumerate(molded):

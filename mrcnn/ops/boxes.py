@@ -9,6 +9,8 @@ unit-variance targets. ``mrcnn.ops.boxes_np`` holds the NumPy twin, tested again
 
 import tensorflow as tf
 
+from mrcnn.ops import portable
+
 
 def encode_boxes(boxes, gt_boxes, std_dev):
     """Deltas that move ``boxes`` onto ``gt_boxes``, divided by ``std_dev``.
@@ -104,3 +106,47 @@ def trim_zero_rows(boxes, name="trim_zeros"):
     """Drop all-zero rows (padding) of ``boxes`` [N, 4]; returns (boxes [M, 4], bool mask [N])."""
     non_zeros = tf.cast(tf.reduce_sum(tf.abs(boxes), axis=1), tf.bool)
     return tf.boolean_mask(boxes, non_zeros, name=name), non_zeros
+
+
+def non_max_suppression(boxes, scores, max_output_size, iou_threshold):
+    """``tf.image.non_max_suppression``: indices (int32 [k], k <= max_output_size) of the boxes
+    greedy NMS keeps, by decreasing score.
+
+    boxes: [K, 4] float32 (y1, x1, y2, x2, any units); scores: [K] float32, finite.
+    The same kernel through its padded form (NonMaxSuppressionV4), cut to the valid count here:
+    TFLite's builtin NMS returns padded indices, and a converted ``non_max_suppression`` kept
+    the padding (index 0 repeated as extra detections). Traced for TFLite
+    (`mrcnn.ops.portable`), it takes a form that TFLite's kernel runs with these results.
+    """
+    if portable.active():
+        return _nms_tflite(boxes, scores, max_output_size, iou_threshold)
+    selected, valid = tf.raw_ops.NonMaxSuppressionV4(
+        boxes=boxes, scores=scores, max_output_size=max_output_size,
+        iou_threshold=iou_threshold, score_threshold=float("-inf"),
+        pad_to_max_output_size=True)
+    return selected[:valid]
+
+
+def _nms_tflite(boxes, scores, max_output_size, iou_threshold):
+    """`non_max_suppression` in a form TFLite's NMS kernel runs as TensorFlow's.
+
+    Two differences of that kernel are worked round. Among equal scores TensorFlow takes the
+    lower index first and TFLite's heap takes any: the boxes go in sorted by (score, index),
+    with their ranks as scores, so no two are equal. And TFLite puts every selected box back in
+    its queue (for soft NMS) and drops it when it meets itself, overlapping fully; a box of zero
+    area overlaps nothing (IoU 0, TensorFlow's rule too), so it would be selected again and
+    again: such boxes stay out (a score of -inf is under the kernel's threshold). As they
+    neither suppress nor are suppressed, they join the selection afterwards, in rank order.
+    """
+    count = tf.size(scores)
+    order = tf.math.top_k(scores, count).indices              # by score, ties by index
+    boxes = tf.gather(boxes, order)
+    flat = tf.equal(tf.abs(boxes[:, 2] - boxes[:, 0]) * tf.abs(boxes[:, 3] - boxes[:, 1]), 0.0)
+    rank = -tf.cast(tf.range(count), tf.float32)              # exact up to 2**24 boxes
+    selected, valid = tf.raw_ops.NonMaxSuppressionV4(
+        boxes=boxes, scores=tf.where(flat, float("-inf"), rank),
+        max_output_size=max_output_size, iou_threshold=iou_threshold,
+        score_threshold=float("-inf"), pad_to_max_output_size=True)
+    ranks = tf.concat([selected[:valid], tf.cast(tf.where(flat)[:, 0], tf.int32)], axis=0)
+    ascending = -tf.math.top_k(-ranks, tf.size(ranks)).values
+    return tf.gather(order, ascending[:max_output_size])

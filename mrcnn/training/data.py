@@ -242,7 +242,11 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         return item
 
     def __getitem__(self, idx):
-        step = self.epoch * self.steps + idx
+        return self.batch_at(self.epoch, idx)
+
+    def batch_at(self, epoch, idx):
+        """Batch ``idx`` of pass ``epoch`` (from 0) over the data, whatever ``self.epoch`` is."""
+        step = epoch * self.steps + idx
         n = len(self.dataset.image_ids)
         items = []
         position = step * self.batch_size

@@ -167,7 +167,9 @@ def set_trainable(keras_model, layer_regex, verbose=0):
 class TrainingDivergedError(FloatingPointError):
     """The training loss became NaN or infinite. The message names the epoch, the step and the
     images of that batch; ``record`` holds them (``epoch``, ``step``, ``image_ids``, ``losses``,
-    ``last_checkpoint``). No checkpoint is written for the epoch it happened in."""
+    ``last_checkpoint``; with several workers ``image_ids`` are all workers' images of the step
+    and ``worker_image_ids`` each worker's). No checkpoint is written for the epoch it happened
+    in."""
 
     def __init__(self, message, record):
         super().__init__(message)
@@ -178,18 +180,25 @@ class StopOnBadLoss(keras.callbacks.Callback):
     """Stops training at the first step whose loss is NaN or infinite and records where.
 
     Replaces Keras's ``TerminateOnNaN``, which only prints a line. ``sequence`` is the training
-    ``MaskRCNNSequence``: a batch is a pure function of (epoch, index), so the images of the bad
-    step are found by rebuilding it.
+    ``MaskRCNNSequence``: a batch is a pure function of (pass, index), so the images of the bad
+    step are found by rebuilding it. With ``n_workers`` > 1 (MultiWorkerMirroredStrategy) worker
+    i trains step s on batch ``s * n_workers + i`` and the loss each worker sees is the average
+    over the workers, so which worker's batch went bad is unknown: ``image_ids`` lists the
+    images of all workers' batches of that step, worker 0's first, and ``worker_image_ids``
+    each worker's.
     """
 
-    def __init__(self, sequence):
+    def __init__(self, sequence, n_workers=1):
         super().__init__()
         self.sequence = sequence
+        self.n_workers = n_workers
         self.bad = None
         self._epoch = 0
+        self._pass = -1  # passes over the sequence in this fit, as the sequence counts them
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._pass += 1
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
@@ -198,13 +207,16 @@ class StopOnBadLoss(keras.callbacks.Callback):
         if not values or all(np.isfinite(v) for v in values.values()):
             return
         self.model.stop_training = True
+        per_worker = [self._image_ids(batch * self.n_workers + i) for i in range(self.n_workers)]
         self.bad = {"epoch": self._epoch + 1, "step": batch + 1,
                     "losses": {k: v for k, v in values.items() if not np.isfinite(v)},
-                    "image_ids": self._image_ids(batch)}
+                    "image_ids": [i for ids in per_worker for i in ids]}
+        if self.n_workers > 1:
+            self.bad["worker_image_ids"] = per_worker
 
-    def _image_ids(self, batch):
+    def _image_ids(self, index):
         try:
-            metas = self.sequence[batch]["input_image_meta"]
+            metas = self.sequence.batch_at(self._pass, index)["input_image_meta"]
             dataset = self.sequence.dataset
             return [dataset.image_info[int(i)].get("id", int(i)) for i in metas[:, 0]]
         except Exception as e:  # the message matters more than the ids
@@ -214,10 +226,45 @@ class StopOnBadLoss(keras.callbacks.Callback):
 
 class HistoryCSVLogger(keras.callbacks.CSVLogger):
     """Keras's ``CSVLogger`` with epochs counted from 1, as in the console, the checkpoint names
-    (row ``epoch`` N is the epoch that wrote ``mask_rcnn_<name>_000N.h5``) and the plots."""
+    (row ``epoch`` N is the epoch that wrote ``mask_rcnn_<name>_000N.h5``) and the plots.
+
+    ``last_epoch`` is the epoch of the checkpoint training starts from: appending, the rows of
+    later epochs are dropped first (see `_trim_history`), so each epoch has one row."""
+
+    def __init__(self, filename, last_epoch=0, **kwargs):
+        super().__init__(filename, **kwargs)
+        self.last_epoch = last_epoch
+
+    def on_train_begin(self, logs=None):
+        if self.append:
+            _trim_history(self.filename, self.last_epoch)
+        super().on_train_begin(logs)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch + 1, logs)
+
+
+def _trim_history(path, last_epoch):
+    """Drop the rows of epochs after ``last_epoch`` and a row cut short: what a process killed
+    before writing those epochs' checkpoints left. The epochs are trained again, and their rows
+    would come twice."""
+    try:
+        with open(path, newline="") as f:
+            lines = f.read().splitlines(keepends=True)
+    except (FileNotFoundError, UnicodeDecodeError):
+        return
+    keep = lines[:1] if lines and lines[0].endswith("\n") else []
+    for line in lines[1:]:
+        if not line.endswith("\n"):
+            break
+        try:
+            if int(float(line.split(",", 1)[0])) > last_epoch:
+                break
+        except ValueError:  # not a row of ours (no epoch number first): left as it is
+            pass
+        keep.append(line)
+    if keep != lines:
+        _write_atomic(path, "".join(keep).encode())
 
 
 class EpochTensorBoard(keras.callbacks.TensorBoard):
@@ -237,6 +284,11 @@ class CheckpointCallback(keras.callbacks.Callback):
     ``_best.h5`` link. A kill between the last two leaves best.json naming the new best while
     ``_best.h5`` still holds the previous one; ``find_best`` notices (the file's ``epoch``
     attribute) and returns the numbered checkpoint best.json names.
+
+    Each checkpoint also carries ``metric`` and ``metric_value``. When training starts, what a
+    killed process left is put right: its temporary files are removed, the checkpoint resumed
+    from is marked best if it is better than best.json's (a kill came between its write and
+    the marking), and ``_best.h5`` is linked anew if it does not hold best.json's epoch.
     """
 
     def __init__(self, maskrcnn, bad_loss=None):
@@ -244,24 +296,89 @@ class CheckpointCallback(keras.callbacks.Callback):
         self.maskrcnn = maskrcnn
         self.bad_loss = bad_loss  # a StopOnBadLoss: no checkpoint of weights that went bad
 
+    def on_train_begin(self, logs=None):
+        """Put right what a killed process left in the run directory (see the class docstring)
+        before the first epoch writes anything."""
+        mr = self.maskrcnn
+        _remove_temporaries(mr.log_dir)
+        best = _read_best(os.path.join(mr.log_dir, "best.json"))
+        resumed = self._resumed_metric()
+        if resumed is not None and (best is None or resumed[1] < best["value"]):
+            self._mark_best(mr.checkpoint_path.format(epoch=mr.epoch), mr.epoch, *resumed)
+        elif best is not None:
+            numbered = os.path.join(mr.log_dir, os.path.basename(str(best.get("checkpoint"))))
+            best_path = _best_path(mr)
+            if os.path.isfile(numbered) and not _holds_epoch(best_path, numbered, best["epoch"]):
+                _link_atomic(numbered, best_path)
+
+    def _resumed_metric(self):
+        """``(metric, value)`` the checkpoint training resumes from recorded, or None (a new
+        run, a checkpoint written before checkpoints carried the metric, a non-finite value)."""
+        from mrcnn.weights import read_attrs
+        mr = self.maskrcnn
+        if not mr.epoch:
+            return None
+        try:
+            attrs = read_attrs(mr.checkpoint_path.format(epoch=mr.epoch))
+            metric, value = str(attrs["metric"]), float(attrs["metric_value"])
+        except (OSError, KeyError, TypeError, ValueError):  # WeightsFileError is a ValueError
+            return None
+        if attrs.get("epoch") != mr.epoch or not np.isfinite(value):
+            return None
+        return metric, value
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.bad_loss is not None and self.bad_loss.bad is not None:
             return
         mr = self.maskrcnn
         path = mr.checkpoint_path.format(epoch=epoch + 1)
-        mr.save_weights(path, epoch=epoch + 1)
-        mr.epoch = epoch + 1
         metric = "val_loss" if "val_loss" in logs else "loss"
         value = float(logs.get(metric, np.nan))
-        best_file = os.path.join(mr.log_dir, "best.json")
-        best = _read_best(best_file)
+        mr.save_weights(path, epoch=epoch + 1, metric=metric, metric_value=value)
+        mr.epoch = epoch + 1
+        best = _read_best(os.path.join(mr.log_dir, "best.json"))
         if np.isfinite(value) and (best is None or value < best["value"]):
-            record = {"checkpoint": os.path.basename(path), "epoch": epoch + 1,
-                      "metric": metric, "value": value}
-            _write_atomic(best_file, json.dumps(record, indent=2).encode())
-            best_path = path[:-len("_%04d.h5" % (epoch + 1))] + "_best.h5"
-            _link_atomic(path, best_path)
+            self._mark_best(path, epoch + 1, metric, value)
+
+    def _mark_best(self, path, epoch, metric, value):
+        record = {"checkpoint": os.path.basename(path), "epoch": epoch,
+                  "metric": metric, "value": value}
+        _write_atomic(os.path.join(self.maskrcnn.log_dir, "best.json"),
+                      json.dumps(record, indent=2).encode())
+        _link_atomic(path, _best_path(self.maskrcnn))
+
+
+def _best_path(maskrcnn):
+    return maskrcnn.checkpoint_path.format(epoch=0)[:-len("_0000.h5")] + "_best.h5"
+
+
+def _holds_epoch(best_path, numbered, epoch):
+    """Whether ``best_path`` is ``numbered`` (a link) or a copy holding ``epoch``."""
+    if not os.path.isfile(best_path):
+        return False
+    if os.path.samefile(best_path, numbered):
+        return True
+    from mrcnn.weights import WeightsFileError, read_attrs
+    try:
+        return read_attrs(best_path).get("epoch") == epoch
+    except (WeightsFileError, OSError):
+        return False
+
+
+def _remove_temporaries(log_dir):
+    """Remove the temporary files a killed process left in ``log_dir`` (a checkpoint's hidden
+    ``.<name>.<random>.tmp``, ``best.json.tmp``, ``..._best.h5.tmp``). Only one process trains
+    in a run directory, so none of them is being written."""
+    pattern = re.compile(r"(\.mask_rcnn_.*\.h5\.[0-9a-f]{12}|best\.json|mask_rcnn_.*_best\.h5)"
+                         r"\.tmp$")
+    try:
+        names = os.listdir(log_dir)
+    except OSError:
+        return
+    for name in names:
+        if pattern.fullmatch(name):
+            _remove_quietly(os.path.join(log_dir, name))
 
 
 def _read_best(best_file):
@@ -377,12 +494,13 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
     if n_workers > 1:
         train_data = _worker_batches(strategy, train_seq, worker, n_workers)
         val_data = val_seq and _worker_batches(strategy, val_seq, worker, n_workers)
-    bad_loss = StopOnBadLoss(train_seq)
+    bad_loss = StopOnBadLoss(train_seq, n_workers)
     if is_chief:
         maskrcnn.create_log_dir()
         callbacks = [
             EpochTensorBoard(log_dir=maskrcnn.log_dir, histogram_freq=0, write_graph=False),
-            HistoryCSVLogger(os.path.join(maskrcnn.log_dir, "history.csv"), append=True),
+            HistoryCSVLogger(os.path.join(maskrcnn.log_dir, "history.csv"),
+                             last_epoch=maskrcnn.epoch, append=True),
             bad_loss,
             CheckpointCallback(maskrcnn, bad_loss),
         ]
@@ -421,12 +539,15 @@ def _raise_diverged(maskrcnn, bad):
     bad = dict(bad, last_checkpoint=last)
     losses = ", ".join("%s=%s" % kv for kv in sorted(bad["losses"].items()))
     ids = ", ".join(repr(i) for i in bad["image_ids"]) or "unknown"
+    workers = len(bad.get("worker_image_ids", ()))
     raise TrainingDivergedError(
         "Training stopped: the loss became non-finite (%s) at epoch %d, step %d. Images of that "
-        "batch: %s. No checkpoint was written for epoch %d; %s. Check those images' annotations "
+        "%s: %s. No checkpoint was written for epoch %d; %s. Check those images' annotations "
         "(a degenerate box or mask), leave them out of the data set and resume from "
         "find_last(), or lower the learning rate."
-        % (losses, bad["epoch"], bad["step"], ids, bad["epoch"],
+        % (losses, bad["epoch"], bad["step"],
+           "step (the batches of all %d workers)" % workers if workers > 1 else "batch", ids,
+           bad["epoch"],
            "the last good one is %s" % last if last else "there is no earlier checkpoint"), bad)
 
 
@@ -443,10 +564,13 @@ def _worker_batches(strategy, sequence, worker, n_workers):
     passes = [0]
 
     def batches():
-        sequence.epoch = passes[0]
-        passes[0] += 1
-        for step in range(len(sequence) // n_workers):
-            yield sequence[step * n_workers + worker]
+        # Endless: Keras keeps one iterator of a dataset of unknown length for all epochs
+        # (steps_per_epoch set), so a single pass would leave the second epoch without data.
+        while True:
+            epoch = passes[0]
+            passes[0] += 1
+            for step in range(len(sequence) // n_workers):
+                yield sequence.batch_at(epoch, step * n_workers + worker)
 
     def dataset_fn(context):
         return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)

@@ -15,16 +15,11 @@ Signatures of the SavedModel:
 
 ``assets.extra/mrcnn.json`` holds the same class names and config for servers that read files.
 
-Command line::
-
-    mrcnn export --weights best --logs logs --output exported/     # or python -m mrcnn.export
+Command line: ``mrcnn export`` (`mrcnn.export.command`).
 """
 
-import argparse
 import json
 import os
-import sys
-import time
 
 import numpy as np
 import tensorflow as tf
@@ -32,8 +27,7 @@ import tensorflow as tf
 from mrcnn.ops.resample_tf import paste_mask_tf, resize_image_uint8_tf
 from mrcnn.workflow.runs import jsonable
 
-__all__ = ["export_saved_model", "serving_function", "mold_image_tf", "unmold_detections_tf",
-           "main"]
+__all__ = ["export_saved_model", "serving_function", "mold_image_tf", "unmold_detections_tf"]
 
 
 def _molding_scale(h, w, config):
@@ -205,51 +199,3 @@ def export_saved_model(model, path, class_names=None):
         shutil.rmtree(path)
     os.replace(tmp, path)
     return path
-
-
-def export_trained(weights="best", logs="logs", output="exported", min_confidence=None):
-    """Export trained weights with the configuration and classes of their run.
-
-    weights: a .h5 path, ``best`` or ``last`` (latest run in ``logs``); the run's
-    ``settings.json`` (written by ``mrcnn train``) gives the configuration and class names.
-    Returns ``(output, seconds taken)``.
-    """
-    from mrcnn.workflow.inference import inference_model
-    model, class_names, _, _ = inference_model(weights, logs, min_confidence=min_confidence)
-    start = time.perf_counter()
-    export_saved_model(model, output, class_names)
-    return output, time.perf_counter() - start
-
-
-def add_arguments(parser):
-    """The export options, shared by ``mrcnn export`` and ``python -m mrcnn.export``."""
-    parser.add_argument("--weights", default="best",
-                        help="a .h5 file, or best / last of the latest run in --logs "
-                             "(default: best)")
-    parser.add_argument("--logs", default="logs", help="where training runs are (default: logs)")
-    parser.add_argument("--output", required=True, help="SavedModel directory to write")
-    parser.add_argument("--min-confidence", type=float,
-                        help="DETECTION_MIN_CONFIDENCE of the exported model (default: the "
-                             "run's)")
-    return parser
-
-
-def run(args):
-    """Carry out parsed export arguments; prints where the model went."""
-    output, seconds = export_trained(args.weights, args.logs, args.output, args.min_confidence)
-    print("SavedModel written to %s in %.1f s; serve it with TF Serving or load it with "
-          "tf.saved_model.load (signature serving_default: uint8 image [H, W, 3])"
-          % (output, seconds))
-    return 0
-
-
-def main(argv=None):
-    """``python -m mrcnn.export``."""
-    parser = add_arguments(argparse.ArgumentParser(
-        prog="python -m mrcnn.export",
-        description="Export trained weights as a SavedModel that serves raw uint8 images."))
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from mrcnn.export.command import main
+
+sys.exit(main())

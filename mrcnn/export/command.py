@@ -1,0 +1,82 @@
+"""``mrcnn export`` / ``python -m mrcnn.export``: trained weights to a SavedModel or a TFLite file.
+
+::
+
+    mrcnn export --weights best --logs logs --output exported/            # a SavedModel
+    mrcnn export --weights best --logs logs --output model.tflite --tflite
+"""
+
+import argparse
+import sys
+import time
+
+__all__ = ["export_trained", "add_arguments", "run", "main"]
+
+
+def export_trained(weights="best", logs="logs", output="exported", min_confidence=None,
+                   tflite=False):
+    """Export trained weights with the configuration and classes of their run.
+
+    weights: a .h5 path, ``best`` or ``last`` (latest run in ``logs``); the run's
+    ``settings.json`` (written by ``mrcnn train``) gives the configuration and class names.
+    tflite: write a ``.tflite`` file (and its ``.json``) at ``output`` instead of a SavedModel
+    directory; the model is built in float32 whatever precision it was trained in.
+    Returns ``(output, seconds taken)``.
+    """
+    from mrcnn.workflow.inference import inference_model
+    overrides = {"PRECISION": "float32"} if tflite else None
+    model, class_names, _, _ = inference_model(weights, logs, overrides=overrides,
+                                               min_confidence=min_confidence)
+    start = time.perf_counter()
+    if tflite:
+        from mrcnn.export.tflite import export_tflite
+        export_tflite(model, output, class_names)
+    else:
+        from mrcnn.export.saved_model import export_saved_model
+        export_saved_model(model, output, class_names)
+    return output, time.perf_counter() - start
+
+
+def add_arguments(parser):
+    """The export options, shared by ``mrcnn export`` and ``python -m mrcnn.export``."""
+    parser.add_argument("--weights", default="best",
+                        help="a .h5 file, or best / last of the latest run in --logs "
+                             "(default: best)")
+    parser.add_argument("--logs", default="logs", help="where training runs are (default: logs)")
+    parser.add_argument("--output", required=True,
+                        help="SavedModel directory to write (with --tflite: the .tflite file)")
+    parser.add_argument("--tflite", action="store_true",
+                        help="write a TFLite file (builtin ops only) and its .json instead of a "
+                             "SavedModel; run it with mrcnn.export.TFLiteDetector")
+    parser.add_argument("--min-confidence", type=float,
+                        help="DETECTION_MIN_CONFIDENCE of the exported model (default: the "
+                             "run's)")
+    return parser
+
+
+def run(args):
+    """Carry out parsed export arguments; prints where the model went."""
+    output, seconds = export_trained(args.weights, args.logs, args.output, args.min_confidence,
+                                     tflite=args.tflite)
+    if args.tflite:
+        print("TFLite model written to %s (metadata %s.json) in %.1f s; run it with "
+              "mrcnn.export.TFLiteDetector(%r).detect([image]) or any TFLite interpreter "
+              "(inputs: molded image, image_meta)" % (output, output, seconds, output))
+    else:
+        print("SavedModel written to %s in %.1f s; serve it with TF Serving or load it with "
+              "tf.saved_model.load (signature serving_default: uint8 image [H, W, 3])"
+              % (output, seconds))
+    return 0
+
+
+def main(argv=None):
+    """``python -m mrcnn.export``."""
+    parser = add_arguments(argparse.ArgumentParser(
+        prog="python -m mrcnn.export",
+        description="Export trained weights as a SavedModel that serves raw uint8 images, or "
+                    "as a TFLite file."))
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
