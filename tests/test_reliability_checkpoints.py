@@ -159,6 +159,24 @@ def test_best_json_and_best_h5_agree_after_each_epoch(facade, tmp_path):
     assert not [f for f in os.listdir(facade.log_dir) if "tmp" in f]
 
 
+def test_best_compares_values_of_one_metric_only(facade, tmp_path, caplog):
+    """Resumed without validation data, a run measures loss where best.json holds val_loss: a
+    loss of 5.0 is no better or worse than a val_loss of 1.0. The new metric takes over (with a
+    warning), and its later epochs compare by it."""
+    callback = _callback(facade, tmp_path)
+    callback.on_epoch_end(0, {"loss": 9.0, "val_loss": 1.0})
+    with caplog.at_level(logging.WARNING, logger="mrcnn"):
+        callback.on_epoch_end(1, {"loss": 5.0})
+    assert "by val_loss" in caplog.text and "measures loss" in caplog.text
+    record = json.loads(open(os.path.join(facade.log_dir, "best.json")).read())
+    assert (record["epoch"], record["metric"], record["value"]) == (2, "loss", 5.0)
+    callback.on_epoch_end(2, {"loss": 6.0})
+    callback.on_epoch_end(3, {"loss": 4.0})
+    record = json.loads(open(os.path.join(facade.log_dir, "best.json")).read())
+    assert (record["epoch"], record["metric"], record["value"]) == (4, "loss", 4.0)
+    assert read_attrs(facade.find_best())["epoch"] == 4
+
+
 def test_unreadable_best_json_does_not_stop_training(facade, tmp_path):
     callback = _callback(facade, tmp_path)
     callback.on_epoch_end(0, {"val_loss": 2.0})

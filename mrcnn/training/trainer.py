@@ -303,7 +303,7 @@ class CheckpointCallback(keras.callbacks.Callback):
         _remove_temporaries(mr.log_dir)
         best = _read_best(os.path.join(mr.log_dir, "best.json"))
         resumed = self._resumed_metric()
-        if resumed is not None and (best is None or resumed[1] < best["value"]):
+        if resumed is not None and _beats(*resumed, best):
             self._mark_best(mr.checkpoint_path.format(epoch=mr.epoch), mr.epoch, *resumed)
         elif best is not None:
             numbered = os.path.join(mr.log_dir, os.path.basename(str(best.get("checkpoint"))))
@@ -338,7 +338,7 @@ class CheckpointCallback(keras.callbacks.Callback):
         mr.save_weights(path, epoch=epoch + 1, metric=metric, metric_value=value)
         mr.epoch = epoch + 1
         best = _read_best(os.path.join(mr.log_dir, "best.json"))
-        if np.isfinite(value) and (best is None or value < best["value"]):
+        if np.isfinite(value) and _beats(metric, value, best):
             self._mark_best(path, epoch + 1, metric, value)
 
     def _mark_best(self, path, epoch, metric, value):
@@ -347,6 +347,23 @@ class CheckpointCallback(keras.callbacks.Callback):
         _write_atomic(os.path.join(self.maskrcnn.log_dir, "best.json"),
                       json.dumps(record, indent=2).encode())
         _link_atomic(path, _best_path(self.maskrcnn))
+
+
+def _beats(metric, value, best):
+    """Whether an epoch's ``metric`` = ``value`` is a new best against best.json's record.
+
+    Values of different metrics do not compare: a run resumed with validation data added or
+    dropped measures ``val_loss`` where best.json holds ``loss`` (or the reverse). The metric of
+    the run going on takes over, with a warning, and its epochs compare among themselves.
+    """
+    if best is None:
+        return True
+    if best.get("metric") != metric:
+        logger.warning("best.json holds the best epoch by %s (epoch %s); this training measures "
+                       "%s, so its epochs are compared by %s from now on",
+                       best.get("metric"), best.get("epoch"), metric, metric)
+        return True
+    return value < best["value"]
 
 
 def _best_path(maskrcnn):
