@@ -24,6 +24,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from mrcnn.export.checks import check_exportable, check_resize_mode, export_class_names
 from mrcnn.ops.resample_tf import paste_mask_tf, resize_image_uint8_tf
 from mrcnn.workflow.runs import jsonable
 
@@ -51,10 +52,8 @@ def mold_image_tf(image, config):
 
     Returns (molded float32 [h, w, 3], meta float32 [META], window int32 [4]).
     """
+    check_resize_mode(config)
     mode = config.IMAGE_RESIZE_MODE
-    if mode not in ("square", "pad64", "none"):
-        raise ValueError("export: IMAGE_RESIZE_MODE %r cannot be exported (its crop is random); "
-                         "use square, pad64 or none for inference" % (mode,))
     shape = tf.shape(image)
     h, w = shape[0], shape[1]
     if mode == "none":
@@ -137,9 +136,7 @@ def unmold_detections_tf(detections, class_masks, original_hw, molded_hw, window
 def serving_function(model):
     """The ``serving_default`` function of `export_saved_model` for an inference ``MaskRCNN``:
     a ``tf.function`` of one uint8 ``[H, W, 3]`` image returning the dict described above."""
-    if model.mode != "inference":
-        raise ValueError("export needs a model built with mode='inference'")
-    config, keras_model = model.config, model.keras_model
+    config, keras_model = check_exportable(model), model.keras_model
     if int(config.IMAGE_CHANNEL_COUNT) != 3:
         raise ValueError("export: IMAGE_CHANNEL_COUNT must be 3 (RGB) to serve uint8 images")
 
@@ -159,16 +156,6 @@ def serving_function(model):
     return serve
 
 
-def _class_names(config, class_names):
-    if class_names is None:
-        class_names = ["BG"] + ["class_%d" % i for i in range(1, config.NUM_CLASSES)]
-    class_names = [str(c) for c in class_names]
-    if len(class_names) != config.NUM_CLASSES:
-        raise ValueError("export: %d class names given for NUM_CLASSES = %d (the list starts "
-                         "with the background, 'BG')" % (len(class_names), config.NUM_CLASSES))
-    return class_names
-
-
 def export_saved_model(model, path, class_names=None):
     """Write ``model`` (an inference ``MaskRCNN``) as a SavedModel directory at ``path``.
 
@@ -176,7 +163,7 @@ def export_saved_model(model, path, class_names=None):
     Returns ``path``. The directory is written beside the target and moved into place, so an
     interrupted export never leaves a half-written model under ``path``.
     """
-    class_names = _class_names(model.config, class_names)
+    class_names = export_class_names(model.config, class_names)
     config_json = json.dumps(jsonable(model.config.to_dict()), default=str, sort_keys=True)
     module = tf.Module()
     module.model = model.keras_model

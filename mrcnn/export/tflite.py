@@ -27,6 +27,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from mrcnn.export.checks import check_exportable, export_class_names
 from mrcnn.ops.portable import tflite_builtins
 from mrcnn.workflow.runs import jsonable
 
@@ -47,18 +48,12 @@ def tflite_function(model):
 
     Trace it inside `mrcnn.ops.portable.tflite_builtins` to get builtin ops only.
     """
-    if model.mode != "inference":
-        raise ValueError("export: needs a model built with mode='inference'")
-    config, keras_model = model.config, model.keras_model
+    config, keras_model = check_exportable(model), model.keras_model
     if config.PRECISION != "float32":
         raise ValueError("export --tflite: PRECISION is %r; TFLite conversion needs a float32 "
                          "model (build the inference model with PRECISION = 'float32' and load "
                          "the same weights)" % (config.PRECISION,))
-    mode = config.IMAGE_RESIZE_MODE
-    if mode not in ("square", "pad64", "none"):
-        raise ValueError("export: IMAGE_RESIZE_MODE %r cannot be exported (its crop is random); "
-                         "use square, pad64 or none for inference" % (mode,))
-    side = int(config.IMAGE_MAX_DIM) if mode == "square" else None
+    side = int(config.IMAGE_MAX_DIM) if config.IMAGE_RESIZE_MODE == "square" else None
     channels = int(config.IMAGE_CHANNEL_COUNT)
     num_classes = int(config.NUM_CLASSES)
 
@@ -86,8 +81,7 @@ def export_tflite(model, path, class_names=None):
     Writes ``path`` and ``<path>.json`` (class names and config), each to a temporary name first
     and moved into place, so an interrupted export leaves no half-written file. Returns ``path``.
     """
-    from mrcnn.export.saved_model import _class_names
-    class_names = _class_names(model.config, class_names)
+    class_names = export_class_names(model.config, class_names)
     function = tflite_function(model)
     with tflite_builtins():
         concrete = function.get_concrete_function()
