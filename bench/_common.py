@@ -69,6 +69,13 @@ def report(name, times):
     return statistics.median(times)
 
 
+def variants(precisions, xla):
+    """[(PRECISION, XLA)] to time: each precision without XLA, then those of the
+    comma-separated ``xla`` with it."""
+    return ([(p, False) for p in precisions]
+            + [(p, True) for p in xla.split(",") if p.strip()])
+
+
 def has_bf16():
     """Whether this CPU has native bfloat16 arithmetic (AVX512_BF16 or AMX)."""
     return any(f in cpu_flags() for f in ("avx512_bf16", "amx_bf16"))

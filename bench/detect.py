@@ -13,7 +13,8 @@ runs on the real detections only.
 Printed per config: the first call of a new model (tracing and graph optimization included),
 the median of ``--repeats`` calls, each as a ratio to the anchor, a forward pass of Keras's bare
 ResNet-101 on one 1024x1024 image (the speed issue's yardstick, timed in the same run); and the
-same with PRECISION = "mixed_bfloat16" on CPUs with native bfloat16 (``--precision``).
+same with PRECISION = "mixed_bfloat16" on CPUs with native bfloat16 (``--precision``), and with
+XLA = True (``--xla``, float32 by default; its first call includes XLA's compilation).
 """
 
 import argparse
@@ -22,7 +23,7 @@ import time
 import numpy as np
 
 from _common import (backbone_forward_anchor, has_bf16, inference_configs, machine, report,
-                     timed)
+                     timed, variants)
 
 
 def main():
@@ -34,6 +35,9 @@ def main():
     parser.add_argument("--precision", default="auto",
                         help="comma-separated PRECISION values; auto: float32, and "
                              "mixed_bfloat16 where the CPU has native bfloat16")
+    parser.add_argument("--xla", default="float32",
+                        help="comma-separated PRECISION values to run also with XLA = True "
+                             "(empty: none)")
     args = parser.parse_args()
 
     from mrcnn import model as modellib
@@ -49,18 +53,20 @@ def main():
     for name, cls in configs.items():
         if args.only and args.only != name:
             continue
-        for precision in precisions:
+        for precision, xla in variants(precisions, args.xla):
             for count in [int(v) for v in args.detections.split(",")]:
                 cfg = cls()
                 cfg.DETECTION_MAX_INSTANCES = count
                 cfg.PRECISION = precision
+                cfg.XLA = xla
                 model = modellib.MaskRCNN("inference", cfg, "/tmp/mrcnn_bench")
                 start = time.perf_counter()
                 first = model.detect([image])[0]
                 first_time = time.perf_counter() - start
                 assert len(first["scores"]) == count
-                label = "detect %s (%s, %d px), %s, %d detections" % (
-                    name, cfg.BACKBONE, cfg.IMAGE_MAX_DIM, precision, count)
+                label = "detect %s (%s, %d px), %s%s, %d detections" % (
+                    name, cfg.BACKBONE, cfg.IMAGE_MAX_DIM, precision, ", XLA" if xla else "",
+                    count)
                 print("%-60s first call %.2f s (%.2f x anchor)" % (label, first_time,
                                                                   first_time / anchor))
                 median = report(label, timed(lambda: model.detect([image]), args.repeats,

@@ -11,7 +11,8 @@ warm-up steps are dropped, the median of the rest is reported. Ratios are to the
 bare ResNet-50 forward + backward + SGD update on two 128x128 images, timed in the same run.
 
 small: ResNet-50, 128x128, batch 2, 4 classes. default: ResNet-101, 1024x1024, batch 2, 81
-classes. TRAIN_BN False (Matterport's default). ``--precision`` as in bench/detect.py.
+classes. TRAIN_BN False (Matterport's default). ``--precision`` and ``--xla`` as in
+bench/detect.py.
 """
 
 import argparse
@@ -19,7 +20,7 @@ import statistics
 import tempfile
 import time
 
-from _common import backbone_step_anchor, has_bf16, machine, report
+from _common import backbone_step_anchor, has_bf16, machine, report, variants
 
 
 def main():
@@ -31,6 +32,9 @@ def main():
     parser.add_argument("--precision", default="float32",
                         help="comma-separated PRECISION values, or auto (float32, and "
                              "mixed_bfloat16 where the CPU has native bfloat16)")
+    parser.add_argument("--xla", default="float32",
+                        help="comma-separated PRECISION values to run also with XLA = True "
+                             "(empty: none)")
     args = parser.parse_args()
 
     import keras
@@ -76,10 +80,11 @@ def main():
     for name, cls in [("small", SmallConfig), ("default", DefaultConfig)]:
         if args.only and args.only != name:
             continue
-        for precision in precisions:
+        for precision, xla in variants(precisions, args.xla):
             for layers in args.layers.split(","):
                 cfg = cls()
                 cfg.PRECISION = precision
+                cfg.XLA = xla
                 cfg.STEPS_PER_EPOCH = 1 + args.warmup + args.repeats
                 size = int(cfg.IMAGE_SHAPE[0])
                 dataset = SyntheticShapesDataset()
@@ -89,8 +94,8 @@ def main():
                 timer = StepTimer()
                 model.train(dataset, None, learning_rate=1e-3, epochs=1, layers=layers,
                             custom_callbacks=[timer])
-                label = "train step %s (%s, %d px, batch 2), %s, %s" % (
-                    name, cfg.BACKBONE, size, layers, precision)
+                label = "train step %s (%s, %d px, batch 2), %s, %s%s" % (
+                    name, cfg.BACKBONE, size, layers, precision, ", XLA" if xla else "")
                 first, rest = timer.times[0], timer.times[1 + args.warmup:]
                 print("%-60s first step %.2f s (%.1f x anchor)" % (label, first, first / anchor))
                 report(label, rest)

@@ -208,6 +208,13 @@ class Config:
     # alignment coordinates, detection, softmax and losses stay float32.
     PRECISION = "float32"
 
+    # Addition: compile the training step and detect()'s graph with XLA (``jit_compile=True``).
+    # The graph is then traced in static shapes (mrcnn.ops.portable.xla_static: padded NMS, ROI
+    # align over all levels, the mask head on all DETECTION_MAX_INSTANCES rows). Meant for GPUs
+    # and TPUs; on CPUs it is no faster and the first call compiles for a long time
+    # (docs/benchmarks.md).
+    XLA = False
+
     # Gradient norm clipping.
     GRADIENT_CLIP_NORM = 5.0
 
@@ -417,6 +424,8 @@ class Config:
             fail("STEPS_PER_EPOCH", "must be an integer >= 1", "use e.g. 1000")
         if not _is_int(self.VALIDATION_STEPS) or self.VALIDATION_STEPS < 0:
             fail("VALIDATION_STEPS", "must be an integer >= 0", "use e.g. 50, or 0 to skip")
+        if not isinstance(self.XLA, (bool, np.bool_)):
+            fail("XLA", "must be True or False", "use False (the default) or True")
         if self.PRECISION not in VALID_PRECISIONS:
             fail("PRECISION", "unknown precision", f"use one of {', '.join(VALID_PRECISIONS)}")
         return self

@@ -7,8 +7,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mrcnn.ops import portable
 from mrcnn.ops.batching import map_images
-from mrcnn.ops.boxes import clip_boxes, decode_boxes, non_max_suppression
+from mrcnn.ops.boxes import (clip_boxes, decode_boxes, non_max_suppression,
+                              non_max_suppression_padded)
 
 
 def refine_detections(rois, probs, deltas, window, max_instances, min_confidence,
@@ -30,15 +32,25 @@ def refine_detections(rois, probs, deltas, window, max_instances, min_confidence
     scores = tf.gather_nd(probs, idx)
     boxes = decode_boxes(rois, tf.gather_nd(deltas, idx), std_dev)
     boxes = clip_boxes(boxes, window)
-    keep = tf.where((class_ids > 0) & (scores >= min_confidence))[:, 0]
-    boxes = tf.gather(boxes, keep)
-    scores = tf.gather(scores, keep)
-    class_ids = tf.gather(class_ids, keep)
-    offset = 2.0 * tf.cast(class_ids, tf.float32)[:, None]
-    selected = non_max_suppression(boxes + offset, scores, max_instances, nms_threshold)
-    out = tf.concat([tf.gather(boxes, selected),
-                     tf.cast(tf.gather(class_ids, selected), tf.float32)[:, None],
-                     tf.gather(scores, selected)[:, None]], axis=1)
+    kept = (class_ids > 0) & (scores >= min_confidence)
+    shifted = boxes + 2.0 * tf.cast(class_ids, tf.float32)[:, None]
+
+    def rows(selected):
+        return tf.concat([tf.gather(boxes, selected),
+                          tf.cast(tf.gather(class_ids, selected), tf.float32)[:, None],
+                          tf.gather(scores, selected)[:, None]], axis=1)
+
+    if portable.static():
+        # The same survivors: a score of -inf takes a box out of the NMS (see
+        # non_max_suppression_padded), and the others keep their order.
+        selected, valid = non_max_suppression_padded(
+            shifted, tf.where(kept, scores, float("-inf")), max_instances, nms_threshold)
+        return tf.where((tf.range(max_instances) < valid)[:, None], rows(selected), 0.0)
+    keep = tf.where(kept)[:, 0]
+    selected = tf.gather(keep, non_max_suppression(tf.gather(shifted, keep),
+                                                   tf.gather(scores, keep), max_instances,
+                                                   nms_threshold))
+    out = rows(selected)
     return tf.pad(out, [[0, max_instances - tf.shape(out)[0]], [0, 0]])
 
 

@@ -9,6 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mrcnn.layers.roi_align import gather_crop_and_resize
+from mrcnn.ops import portable
 from mrcnn.ops.boxes import box_iou, encode_boxes, trim_zero_rows
 
 
@@ -85,6 +87,89 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, train_rois_pe
     return rois, roi_class_ids, deltas, masks
 
 
+def _pick(indices, j):
+    """indices[j] for row numbers j (clipped into range), a static gather."""
+    return tf.gather(indices, tf.clip_by_value(j, 0, tf.shape(indices)[0] - 1))
+
+
+def detection_targets_static(proposals, gt_class_ids, gt_boxes, gt_masks, train_rois_per_image,
+                             roi_positive_ratio, mask_shape, use_mini_mask, std_dev):
+    """``detection_targets`` with every shape static (XLA compiles it).
+
+    Arguments and results as ``detection_targets``, and the same rules (positives IoU >= 0.5,
+    negatives < 0.5 and away from crowds, at most T * ratio positives, negatives to fill the
+    ratio). Padding and crowd rows are masked instead of removed, and the random subsets are
+    the top-k of random keys instead of shuffled index lists: other random draws, the same
+    distribution.
+    """
+    t = train_rois_per_image
+    proposals = tf.cast(proposals, tf.float32)
+    gt_boxes = tf.cast(gt_boxes, tf.float32)
+    gt_class_ids = tf.cast(gt_class_ids, tf.int32)
+    p = proposals.shape[0]
+    if p is None:
+        raise ValueError("detection_targets_static needs a static number of proposals")
+    valid = tf.reduce_any(tf.not_equal(proposals, 0.0), axis=1)
+    gt_valid = tf.reduce_any(tf.not_equal(gt_boxes, 0.0), axis=1)
+    crowd = gt_valid & (gt_class_ids < 0)
+    real = gt_valid & ~crowd
+
+    iou = box_iou(proposals, gt_boxes)                                    # [P, G]
+    # IoU is >= 0, so -1 in the columns of other boxes leaves each maximum as over the subset.
+    overlaps = tf.where(real[None, :], iou, -1.0)
+    no_crowd = tf.reduce_max(tf.where(crowd[None, :], iou, -1.0), axis=1) < 0.001
+    roi_iou_max = tf.reduce_max(overlaps, axis=1)
+    positive = valid & (roi_iou_max >= 0.5)
+    negative = valid & (roi_iou_max < 0.5) & no_crowd
+
+    def random_subset(mask, k):
+        keys = tf.where(mask, tf.random.uniform(tf.shape(mask)), -1.0)
+        return tf.math.top_k(keys, k=k).indices
+
+    positive_cap = int(t * roi_positive_ratio)
+    positives = random_subset(positive, min(positive_cap, p))
+    negatives = random_subset(negative, min(t, p))
+    positive_count = tf.minimum(tf.reduce_sum(tf.cast(positive, tf.int32)), positive_cap)
+    negative_count = tf.cast(tf.cast(positive_count, tf.float32) / roi_positive_ratio,
+                             tf.int32) - positive_count
+    negative_count = tf.minimum(negative_count, tf.reduce_sum(tf.cast(negative, tf.int32)))
+    negative_count = tf.minimum(negative_count, t - positive_count)
+
+    row = tf.range(t)
+    is_pos = row < positive_count
+    is_neg = ~is_pos & (row < positive_count + negative_count)
+    index = tf.where(is_pos, _pick(positives, row), _pick(negatives, row - positive_count))
+    rois = tf.where((is_pos | is_neg)[:, None], tf.gather(proposals, index), 0.0)
+
+    assignment = tf.argmax(tf.gather(overlaps, index), axis=1, output_type=tf.int32)
+    roi_gt_boxes = tf.gather(gt_boxes, assignment)
+    class_ids = tf.where(is_pos, tf.gather(gt_class_ids, assignment), 0)
+    unit = tf.constant([[0.0, 0.0, 1.0, 1.0]])
+    # Non-positive rows are encoded from a unit box (never used), so no NaN is computed.
+    deltas = encode_boxes(tf.where(is_pos[:, None], rois, unit),
+                          tf.where(is_pos[:, None], roi_gt_boxes, unit), std_dev)
+    deltas = tf.where(is_pos[:, None], deltas, 0.0)
+
+    # Only the first positive_cap rows can be positive: crop masks for those alone.
+    m = min(positive_cap, t)
+    mask_pos, mask_rois, mask_gt = is_pos[:m], rois[:m], roi_gt_boxes[:m]
+    gt_masks = (tf.where(gt_masks, 1.0, 0.0) if gt_masks.dtype == tf.bool
+                else tf.cast(gt_masks, tf.float32))
+    gt_masks = tf.transpose(gt_masks, [2, 0, 1])[..., None]              # [G, h, w, 1]
+    crop_boxes = mask_rois
+    if use_mini_mask:
+        y1, x1, y2, x2 = tf.split(mask_rois, 4, axis=1)
+        gy1, gx1, gy2, gx2 = tf.split(tf.where(mask_pos[:, None], mask_gt, unit), 4, axis=1)
+        gh, gw = gy2 - gy1, gx2 - gx1
+        crop_boxes = tf.concat([(y1 - gy1) / gh, (x1 - gx1) / gw,
+                                (y2 - gy1) / gh, (x2 - gx1) / gw], axis=1)
+    crop_boxes = tf.where(mask_pos[:, None], crop_boxes, unit)
+    masks = gather_crop_and_resize(gt_masks, crop_boxes, assignment[:m], mask_shape)
+    masks = tf.where(mask_pos[:, None, None], tf.round(masks[..., 0]), 0.0)
+    masks = tf.pad(masks, [[0, t - m], [0, 0], [0, 0]])
+    return rois, class_ids, deltas, masks
+
+
 @keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionTargetLayer(keras.layers.Layer):
     """Keras layer over ``detection_targets``, batched.
@@ -108,9 +193,11 @@ class DetectionTargetLayer(keras.layers.Layer):
         proposals, gt_class_ids, gt_boxes, gt_masks = inputs
         t, (mh, mw) = self.train_rois_per_image, self.mask_shape
 
+        targets = detection_targets_static if portable.static() else detection_targets
+
         def one_image(args):
-            return detection_targets(*args, t, self.roi_positive_ratio, self.mask_shape,
-                                     self.use_mini_mask, self.bbox_std_dev)
+            return targets(*args, t, self.roi_positive_ratio, self.mask_shape,
+                           self.use_mini_mask, self.bbox_std_dev)
 
         return tf.map_fn(
             one_image,

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from mrcnn.ops import portable
 from mrcnn.ops.boxes import norm_boxes_tf
 
 
@@ -31,6 +32,8 @@ class DetectionBoxes(keras.layers.Layer):
     """
 
     def call(self, detections):
+        if portable.static():
+            return detections[..., :4]  # all D rows, a static shape (XLA)
         real = tf.cast(detections[..., 4] > 0, tf.int32)
         n = tf.maximum(tf.reduce_max(tf.reduce_sum(real, axis=1)), 1)
         return detections[:, :n, :4]

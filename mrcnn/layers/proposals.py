@@ -7,8 +7,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mrcnn.ops import portable
 from mrcnn.ops.batching import map_images
-from mrcnn.ops.boxes import clip_boxes, decode_boxes, non_max_suppression
+from mrcnn.ops.boxes import (clip_boxes, decode_boxes, non_max_suppression,
+                              non_max_suppression_padded)
 
 
 def nms_padded(boxes, scores, max_output, iou_threshold):
@@ -17,6 +19,11 @@ def nms_padded(boxes, scores, max_output, iou_threshold):
     boxes: [K, 4] float32; scores: [K]. Returns (boxes [max_output, 4], scores [max_output],
     indices [max_output] int32 with -1 for padding).
     """
+    if portable.static():
+        keep, valid = non_max_suppression_padded(boxes, scores, max_output, iou_threshold)
+        live = tf.range(max_output) < valid
+        return (tf.where(live[:, None], tf.gather(boxes, keep), 0.0),
+                tf.where(live, tf.gather(scores, keep), 0.0), tf.where(live, keep, -1))
     keep = non_max_suppression(boxes, scores, max_output, iou_threshold)
     pad = max_output - tf.shape(keep)[0]
     kept_boxes = tf.pad(tf.gather(boxes, keep), [[0, pad], [0, 0]])

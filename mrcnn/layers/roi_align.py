@@ -91,11 +91,22 @@ def pyramid_roi_align(boxes, feature_maps, image_shape, pool_size):
     flat_boxes = tf.reshape(boxes, [-1, 4])
     box_image = tf.repeat(tf.range(n), r)
     levels = roi_levels(flat_boxes, image_shape)
+    crop = gather_crop_and_resize if portable.gathered_crops() else tf.image.crop_and_resize
+    if portable.static():
+        # Static shapes (XLA): every box is pooled from every level, and each keeps its own
+        # level's crop. Four times the crops, which cost little beside the heads.
+        pooled = None
+        for i, level in enumerate(range(2, 6)):
+            fmap = feature_maps[i]
+            crops = tf.cast(crop(tf.cast(fmap, tf.float32), flat_boxes, box_image, pool_size),
+                            fmap.dtype)
+            pooled = crops if pooled is None else tf.where(
+                tf.equal(levels, level)[:, None, None, None], crops, pooled)
+        return tf.reshape(pooled, tf.concat([[n, r], tf.shape(pooled)[1:]], axis=0))
     pooled, order = [], []
     for i, level in enumerate(range(2, 6)):
         ix = tf.cast(tf.where(tf.equal(levels, level))[:, 0], tf.int32)
         fmap = feature_maps[i]
-        crop = gather_crop_and_resize if portable.active() else tf.image.crop_and_resize
         crops = crop(tf.cast(fmap, tf.float32) if fmap.dtype != tf.float32 else fmap,
                      tf.gather(flat_boxes, ix), tf.gather(box_image, ix), pool_size)
         pooled.append(tf.cast(crops, fmap.dtype))

@@ -5,6 +5,7 @@ Only this module and ``mrcnn.model.graph`` read Config. Inference runs through o
 ``detect`` calls neither retrace nor grow memory.
 """
 
+import contextlib
 import datetime
 import json
 import logging
@@ -18,6 +19,7 @@ import keras
 from mrcnn import anchors as anchors_lib
 from mrcnn import molding
 from mrcnn.model.graph import INFERENCE_OUTPUTS, build_graph
+from mrcnn.ops import portable
 from mrcnn import weights as weights_io
 
 logger = logging.getLogger("mrcnn")
@@ -351,7 +353,10 @@ class MaskRCNN:
 
             # autograph=False: there is no Python control flow to convert, and AutoGraph's
             # conversion of this closure fails ("closure mismatch") with a warning per model.
-            @tf.function(reduce_retracing=True, autograph=False)
+            # XLA compiles one program per input shape: no shape-relaxed traces then.
+            xla = bool(self.config.XLA)
+
+            @tf.function(reduce_retracing=not xla, autograph=False, jit_compile=xla or None)
             def predict(images, metas):
                 out = model({"input_image": images, "input_image_meta": metas}, training=False)
                 detections = out["mrcnn_detection"]
@@ -363,8 +368,11 @@ class MaskRCNN:
                 return detections, masks
 
             self._predict_fn = predict
-        detections, masks = self._predict_fn(tf.convert_to_tensor(molded_images, tf.float32),
-                                              tf.convert_to_tensor(image_metas, tf.float32))
+        # The function is traced on its first call for each shape: in static shapes under XLA.
+        with portable.xla_static() if self.config.XLA else contextlib.nullcontext():
+            detections, masks = self._predict_fn(
+                tf.convert_to_tensor(molded_images, tf.float32),
+                tf.convert_to_tensor(image_metas, tf.float32))
         return detections.numpy(), masks.numpy()
 
     def detect(self, images, verbose=0):

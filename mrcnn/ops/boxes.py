@@ -120,11 +120,34 @@ def non_max_suppression(boxes, scores, max_output_size, iou_threshold):
     """
     if portable.active():
         return _nms_tflite(boxes, scores, max_output_size, iou_threshold)
-    selected, valid = tf.raw_ops.NonMaxSuppressionV4(
+    selected, valid = non_max_suppression_padded(boxes, scores, max_output_size, iou_threshold)
+    return selected[:valid]
+
+
+def non_max_suppression_padded(boxes, scores, max_output_size, iou_threshold):
+    """``non_max_suppression`` with a static shape (XLA compiles it): (indices int32
+    [max_output_size], valid count int32 scalar). Rows past the count are padding (index 0).
+
+    A score of -inf keeps a box out altogether: it is neither selected nor suppresses others,
+    as if it had been removed before the call.
+    Traced in static shapes (`mrcnn.ops.portable.xla_static`), the boxes go in sorted by
+    (score, index) with their ranks as scores: XLA's NMS orders equal scores otherwise than
+    TensorFlow's kernel, which takes the lower index first.
+    """
+    if portable.static():
+        count = scores.shape[0] if scores.shape[0] is not None else tf.size(scores)
+        order = tf.math.top_k(scores, count).indices             # by score, ties by index
+        rank = -tf.cast(tf.range(count), tf.float32)             # exact up to 2**24 boxes
+        ranked = tf.where(tf.gather(scores, order) == float("-inf"), float("-inf"), rank)
+        selected, valid = tf.raw_ops.NonMaxSuppressionV4(
+            boxes=tf.gather(boxes, order), scores=ranked, max_output_size=max_output_size,
+            iou_threshold=iou_threshold, score_threshold=float("-inf"),
+            pad_to_max_output_size=True)
+        return tf.gather(order, selected), valid
+    return tf.raw_ops.NonMaxSuppressionV4(
         boxes=boxes, scores=scores, max_output_size=max_output_size,
         iou_threshold=iou_threshold, score_threshold=float("-inf"),
         pad_to_max_output_size=True)
-    return selected[:valid]
 
 
 def _nms_tflite(boxes, scores, max_output_size, iou_threshold):

@@ -1,4 +1,4 @@
-"""A trace-time switch to forms of ops that TFLite's builtin kernels run as TensorFlow does.
+"""Trace-time switches to forms of ops that another compiler accepts: TFLite or XLA.
 
 Inside ``tflite_builtins()`` the graph-building code of two ops takes another form:
 
@@ -8,26 +8,53 @@ Inside ``tflite_builtins()`` the graph-building code of two ops takes another fo
   scores and none of zero area: that kernel orders equal scores otherwise than TensorFlow, and
   selects a box of zero area again and again.
 
-Both give TensorFlow's numbers (see their tests), so the switch changes which kernels run, not
-the detections. It acts when a graph is traced: trace the function inside the block.
+Inside ``xla_static()`` every tensor of the graph gets a shape known when it is traced, which
+XLA's ``jit_compile=True`` needs: NMS stays padded to its maximum output (a validity mask instead
+of a cut), ROI align pools every box from every level and selects (no per-level ``tf.where``),
+the crops come from `gather_crop_and_resize` (XLA has no CropAndResize kernel), the mask head
+runs on all DETECTION_MAX_INSTANCES rows (as Matterport's does), and DetectionTargetLayer samples
+ROIs by random top-k instead of shuffling index lists of data-dependent length.
+
+The alternative forms give TensorFlow's numbers (see their tests; ROI sampling draws other random
+numbers), so a switch changes which kernels run, not the results. It acts when a graph is traced:
+trace the function inside the block.
 """
 
 import contextlib
 
-_active = False
+_mode = None
 
 
 def active():
     """Whether graphs being traced now are for TFLite builtins."""
-    return _active
+    return _mode == "tflite"
+
+
+def static():
+    """Whether graphs being traced now must have static shapes (for XLA)."""
+    return _mode == "xla"
+
+
+def gathered_crops():
+    """Whether crops must be built from gathers (no CropAndResize kernel: TFLite and XLA)."""
+    return _mode is not None
 
 
 @contextlib.contextmanager
-def tflite_builtins():
-    """Within the block, traced graphs use TFLite-builtin forms (the module docstring)."""
-    global _active
-    saved, _active = _active, True
+def _switched(mode):
+    global _mode
+    saved, _mode = _mode, mode
     try:
         yield
     finally:
-        _active = saved
+        _mode = saved
+
+
+def tflite_builtins():
+    """Within the block, traced graphs use TFLite-builtin forms (the module docstring)."""
+    return _switched("tflite")
+
+
+def xla_static():
+    """Within the block, traced graphs have static shapes for XLA (the module docstring)."""
+    return _switched("xla")

@@ -13,8 +13,14 @@ def smooth_l1(y_true, y_pred):
     return tf.where(diff < 1.0, 0.5 * diff * diff, diff - 0.5)
 
 
-def _mean_or_zero(x):
-    return tf.cond(tf.size(x) > 0, lambda: tf.reduce_mean(x), lambda: tf.constant(0.0))
+def _masked_mean(values, weights):
+    """Mean of ``values`` over the entries where ``weights`` is 1 (0 when there are none).
+
+    The losses are masked means over static shapes rather than means over gathered subsets:
+    the same values, and XLA can compile them (Config.XLA).
+    """
+    weights = tf.cast(weights, tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(values * weights), tf.reduce_sum(weights))
 
 
 def rpn_class_loss(rpn_match, rpn_class_logits):
@@ -24,11 +30,10 @@ def rpn_class_loss(rpn_match, rpn_class_logits):
     rpn_class_logits: [N, A, 2]. Returns the mean cross entropy over non-ignored anchors.
     """
     match = tf.reshape(tf.cast(rpn_match, tf.int32), tf.shape(rpn_class_logits)[:2])
-    ix = tf.where(tf.not_equal(match, 0))
-    labels = tf.cast(tf.equal(tf.gather_nd(match, ix), 1), tf.int32)
-    logits = tf.cast(tf.gather_nd(rpn_class_logits, ix), tf.float32)
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-    return _mean_or_zero(ce)
+    labels = tf.cast(tf.equal(match, 1), tf.int32)
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=labels, logits=tf.cast(rpn_class_logits, tf.float32))
+    return _masked_mean(ce, tf.not_equal(match, 0))
 
 
 def rpn_bbox_loss(target_bbox, rpn_match, rpn_bbox):
@@ -39,15 +44,13 @@ def rpn_bbox_loss(target_bbox, rpn_match, rpn_bbox):
     """
     match = tf.reshape(tf.cast(rpn_match, tf.int32), tf.shape(rpn_bbox)[:2])
     positive = tf.equal(match, 1)
-    pred = tf.boolean_mask(tf.cast(rpn_bbox, tf.float32), positive)
-    counts = tf.reduce_sum(tf.cast(positive, tf.int32), axis=1)
+    # The j-th positive anchor of an image (in anchor order) pairs with that image's row j.
+    rank = tf.cumsum(tf.cast(positive, tf.int32), axis=1, exclusive=True)
     k = tf.shape(target_bbox)[1]
-    # Row j of image i is a real target when j < count_i; the mask keeps batch-major order, the
-    # same order boolean_mask gives the predictions.
-    target_mask = tf.range(k)[None, :] < tf.minimum(counts, k)[:, None]
-    target = tf.boolean_mask(tf.cast(target_bbox, tf.float32), target_mask)
-    n = tf.minimum(tf.shape(pred)[0], tf.shape(target)[0])
-    return _mean_or_zero(smooth_l1(target[:n], pred[:n]))
+    target = tf.gather(tf.cast(target_bbox, tf.float32), tf.minimum(rank, k - 1), batch_dims=1)
+    loss = smooth_l1(target, rpn_bbox)                                  # [N, A, 4]
+    weights = tf.cast(positive & (rank < k), tf.float32)[..., None]
+    return _masked_mean(loss, tf.broadcast_to(weights, tf.shape(loss)))
 
 
 def mrcnn_class_loss(target_class_ids, pred_class_logits, active_class_ids):
@@ -64,6 +67,11 @@ def mrcnn_class_loss(target_class_ids, pred_class_logits, active_class_ids):
     return tf.math.divide_no_nan(tf.reduce_sum(ce * pred_active), tf.reduce_sum(pred_active))
 
 
+def _own_class(pred, ids):
+    """pred [M, C, ...] -> [M, ...]: each row's entry for its class ids [M] (clipped to >= 0)."""
+    return tf.gather(pred, tf.maximum(ids, 0), axis=1, batch_dims=1)
+
+
 def mrcnn_bbox_loss(target_bbox, target_class_ids, pred_bbox):
     """Box refinement loss over positive ROIs, for each ROI's true class.
 
@@ -72,9 +80,9 @@ def mrcnn_bbox_loss(target_bbox, target_class_ids, pred_bbox):
     ids = tf.reshape(tf.cast(target_class_ids, tf.int32), [-1])
     target = tf.reshape(tf.cast(target_bbox, tf.float32), [-1, 4])
     pred = tf.reshape(tf.cast(pred_bbox, tf.float32), [-1, tf.shape(pred_bbox)[2], 4])
-    pos = tf.cast(tf.where(ids > 0)[:, 0], tf.int32)
-    idx = tf.stack([pos, tf.gather(ids, pos)], axis=1)
-    return _mean_or_zero(smooth_l1(tf.gather(target, pos), tf.gather_nd(pred, idx)))
+    loss = smooth_l1(target, _own_class(pred, ids))                      # [M, 4]
+    return _masked_mean(loss, tf.broadcast_to(tf.cast(ids > 0, tf.float32)[:, None],
+                                              tf.shape(loss)))
 
 
 def mrcnn_mask_loss(target_masks, target_class_ids, pred_masks):
@@ -88,15 +96,13 @@ def mrcnn_mask_loss(target_masks, target_class_ids, pred_masks):
     target_class_ids = target_class_ids[:, :ps[1]]
     target_masks = target_masks[:, :ps[1]]
     ids = tf.reshape(tf.cast(target_class_ids, tf.int32), [-1])
-    target = tf.reshape(tf.cast(target_masks, tf.float32), [-1, ps[2], ps[3]])
+    y_true = tf.reshape(tf.cast(target_masks, tf.float32), [-1, ps[2], ps[3]])
     pred = tf.transpose(tf.reshape(tf.cast(pred_masks, tf.float32), [-1, ps[2], ps[3], ps[4]]),
                         [0, 3, 1, 2])
-    pos = tf.cast(tf.where(ids > 0)[:, 0], tf.int32)
-    idx = tf.stack([pos, tf.gather(ids, pos)], axis=1)
-    y_true = tf.gather(target, pos)
-    y_pred = tf.clip_by_value(tf.gather_nd(pred, idx), 1e-7, 1.0 - 1e-7)
+    y_pred = tf.clip_by_value(_own_class(pred, ids), 1e-7, 1.0 - 1e-7)  # [M, h, w]
     bce = -(y_true * tf.math.log(y_pred) + (1.0 - y_true) * tf.math.log(1.0 - y_pred))
-    return _mean_or_zero(bce)
+    return _masked_mean(bce, tf.broadcast_to(tf.cast(ids > 0, tf.float32)[:, None, None],
+                                             tf.shape(bce)))
 
 
 def weight_decay_loss(variables, weight_decay):

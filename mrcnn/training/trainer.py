@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mrcnn.ops import portable
 from mrcnn.training.losses import LOSS_NAMES, compute_losses, weight_decay_loss
 
 logger = logging.getLogger("mrcnn")
@@ -529,18 +530,22 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
     scope = maskrcnn.strategy.scope() if maskrcnn.strategy is not None else _null_scope()
     with scope:
         set_trainable(model, layer_regex)
-        model.compile(optimizer=_optimizer(config, learning_rate), jit_compile=False)
+        model.compile(optimizer=_optimizer(config, learning_rate),
+                      jit_compile=bool(config.XLA))
         # Created here, the optimizer's slots exist before fit traces train_step. Left to the
         # first step, they are created inside the trace, and TensorFlow traces a function that
         # creates variables twice: the first step took twice as long (docs/benchmarks.md).
         model.optimizer.build(model.trainable_variables)
-    history = model.fit(train_data, initial_epoch=maskrcnn.epoch, epochs=epochs,
-                        steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
-                        validation_data=val_data,
-                        validation_steps=config.VALIDATION_STEPS if val_seq else None,
-                        # The sequence shuffles images itself; fit's own shuffle of the batch
-                        # order would hide which batch a step trained on (StopOnBadLoss).
-                        shuffle=False, verbose="auto")
+    # Keras traces the step functions inside fit: in static shapes when they are compiled.
+    with portable.xla_static() if config.XLA else _null_scope():
+        history = model.fit(train_data, initial_epoch=maskrcnn.epoch, epochs=epochs,
+                            steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
+                            validation_data=val_data,
+                            validation_steps=config.VALIDATION_STEPS if val_seq else None,
+                            # The sequence shuffles images itself; fit's own shuffle of the
+                            # batch order would hide which batch a step trained on
+                            # (StopOnBadLoss).
+                            shuffle=False, verbose="auto")
     # maskrcnn.epoch is not set to ``epochs`` here: CheckpointCallback advanced it with each
     # checkpoint, so a callback that stopped training early leaves it at the last epoch done.
     if bad_loss.bad is not None:
