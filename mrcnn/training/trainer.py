@@ -4,6 +4,7 @@
 ``tf.distribute`` strategies and mixed precision work as for any Keras model.
 """
 
+import contextlib
 import errno
 import json
 import logging
@@ -527,7 +528,7 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
     callbacks += list(custom_callbacks or [])
     logger.info("Starting at epoch %d, LR=%g, checkpoints in %s", maskrcnn.epoch,
                 learning_rate, maskrcnn.log_dir)
-    scope = maskrcnn.strategy.scope() if maskrcnn.strategy is not None else _null_scope()
+    scope = maskrcnn.strategy.scope() if maskrcnn.strategy is not None else contextlib.nullcontext()
     with scope:
         set_trainable(model, layer_regex)
         model.compile(optimizer=_optimizer(config, learning_rate),
@@ -537,7 +538,7 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
         # creates variables twice: the first step took twice as long (docs/benchmarks.md).
         model.optimizer.build(model.trainable_variables)
     # Keras traces the step functions inside fit: in static shapes when they are compiled.
-    with portable.xla_static() if config.XLA else _null_scope():
+    with portable.xla_static() if config.XLA else contextlib.nullcontext():
         history = model.fit(train_data, initial_epoch=maskrcnn.epoch, epochs=epochs,
                             steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
                             validation_data=val_data,
@@ -610,11 +611,3 @@ class _EpochCounter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.maskrcnn.epoch = epoch + 1
-
-
-class _null_scope:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
