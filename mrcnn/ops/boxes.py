@@ -135,12 +135,9 @@ def non_max_suppression_padded(boxes, scores, max_output_size, iou_threshold):
     TensorFlow's kernel, which takes the lower index first.
     """
     if portable.static():
-        count = scores.shape[0] if scores.shape[0] is not None else tf.size(scores)
-        order = tf.math.top_k(scores, count).indices             # by score, ties by index
-        rank = -tf.cast(tf.range(count), tf.float32)             # exact up to 2**24 boxes
-        ranked = tf.where(tf.gather(scores, order) == float("-inf"), float("-inf"), rank)
+        order, boxes, ranked = _by_rank(boxes, scores)
         selected, valid = tf.raw_ops.NonMaxSuppressionV4(
-            boxes=tf.gather(boxes, order), scores=ranked, max_output_size=max_output_size,
+            boxes=boxes, scores=ranked, max_output_size=max_output_size,
             iou_threshold=iou_threshold, score_threshold=float("-inf"),
             pad_to_max_output_size=True)
         return tf.gather(order, selected), valid
@@ -161,15 +158,23 @@ def _nms_tflite(boxes, scores, max_output_size, iou_threshold):
     again: such boxes stay out (a score of -inf is under the kernel's threshold). As they
     neither suppress nor are suppressed, they join the selection afterwards, in rank order.
     """
-    count = tf.size(scores)
-    order = tf.math.top_k(scores, count).indices              # by score, ties by index
-    boxes = tf.gather(boxes, order)
+    order, boxes, ranked = _by_rank(boxes, scores)
     flat = tf.equal(tf.abs(boxes[:, 2] - boxes[:, 0]) * tf.abs(boxes[:, 3] - boxes[:, 1]), 0.0)
-    rank = -tf.cast(tf.range(count), tf.float32)              # exact up to 2**24 boxes
     selected, valid = tf.raw_ops.NonMaxSuppressionV4(
-        boxes=boxes, scores=tf.where(flat, float("-inf"), rank),
+        boxes=boxes, scores=tf.where(flat, float("-inf"), ranked),
         max_output_size=max_output_size, iou_threshold=iou_threshold,
         score_threshold=float("-inf"), pad_to_max_output_size=True)
     ranks = tf.concat([selected[:valid], tf.cast(tf.where(flat)[:, 0], tf.int32)], axis=0)
     ascending = -tf.math.top_k(-ranks, tf.size(ranks)).values
     return tf.gather(order, ascending[:max_output_size])
+
+
+def _by_rank(boxes, scores):
+    """(order, boxes[order], ranks): the boxes sorted by (score, index) and distinct scores
+    that keep that order (0, -1, -2, ...; -inf stays -inf), for NMS kernels that order equal
+    scores otherwise than TensorFlow's, which takes the lower index first."""
+    count = scores.shape[0] if scores.shape[0] is not None else tf.size(scores)
+    order = tf.math.top_k(scores, count).indices              # by score, ties by index
+    rank = -tf.cast(tf.range(count), tf.float32)              # exact up to 2**24 boxes
+    ranked = tf.where(tf.gather(scores, order) == float("-inf"), float("-inf"), rank)
+    return order, tf.gather(boxes, order), ranked
