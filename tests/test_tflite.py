@@ -13,13 +13,19 @@ from hypothesis import given, settings, strategies as st
 
 from conftest import WITHOUT_MRCNN, OverfitInference, TinyConfig
 from mrcnn import model as modellib
-from mrcnn.ops.boxes_np import compute_overlaps_masks
+from mrcnn.ops.boxes_np import compute_overlaps_masks, denorm_boxes
+from mrcnn.ops.resample_np import resize_threshold, sk_resize_linear
 
 # Measured on the overfit model (tests/conftest.py), square and pad64, three image sizes
 # (2026-12-03): every detection found again with the same class, boxes equal, scores within
-# 2.1e-6, mask IoU 1.0. The bounds leave room for float noise between TFLite's kernels and
-# TensorFlow's (a box coordinate rounding to the other pixel, a mask edge pixel).
-BOX_PX, SCORE_TOL, MASK_IOU = 1, 1e-4, 0.99
+# 2.8e-6, mask IoU 1.0 in most runs. The bounds leave room for float noise between TFLite's
+# kernels and TensorFlow's (a box coordinate rounding to the other pixel).
+BOX_PX, SCORE_TOL = 1, 1e-4
+# The soft masks (the mask head's [mh, mw] outputs) must agree within SOFT_TOL. Thresholded at
+# 0.5 they may still differ wherever a mask is flat near 0.5: one CI run saw IoU 0.982 on a
+# small mask of a weakly trained class. So the pixels that differ are checked to be those
+# that noise can flip (`_soft_mask_gaps`), and the IoU bound is the issue's bf16 one.
+SOFT_TOL, MASK_IOU = 1e-4, 0.95
 
 RUNNER = WITHOUT_MRCNN + textwrap.dedent("""
     interpreter = tf.lite.Interpreter(model_path=sys.argv[1])
@@ -130,6 +136,36 @@ def _match(a, b):
     return pairs, unmatched
 
 
+def _soft_mask_gaps(model, detector, image):
+    """The raw outputs of both sides on one molded image, paired by class and box.
+
+    Returns one (gap, flips, unexplained) per pair: the largest difference between the two soft
+    masks; how many pixels differ once both are pasted into the box at molded size and
+    thresholded at 0.5; and how many of those have the TensorFlow side's interpolated value
+    farther than ``gap`` from 0.5. Linear interpolation moves no value by more than the largest
+    difference of its inputs, so float noise alone leaves ``unexplained`` at 0.
+    """
+    molded, metas, _ = model.mold_inputs([image])
+    da, ma = (x[0] for x in model._predict(molded, metas))
+    db, mb = detector.detect_molded(molded[0], metas[0])
+    out = []
+    for i in np.nonzero(da[:, 4] > 0)[0]:
+        same = [j for j in np.nonzero(db[:, 4] == da[i, 4])[0]
+                if np.abs(db[j, :4] - da[i, :4]).max() <= 1e-4]
+        if not same:
+            continue  # found by one side only: counted by the detect()-level check
+        j = same[0]
+        gap = float(np.abs(ma[i] - mb[j]).max())
+        y1, x1, y2, x2 = (int(v) for v in denorm_boxes(da[i, :4], molded.shape[1:3]))
+        if y2 <= y1 or x2 <= x1:
+            continue
+        flips = (resize_threshold(ma[i], y2 - y1, x2 - x1, "ge_half")
+                 != resize_threshold(mb[j], y2 - y1, x2 - x1, "ge_half"))
+        near = np.abs(sk_resize_linear(ma[i], y2 - y1, x2 - x1) - 0.5) <= gap + 1e-6
+        out.append((gap, int(flips.sum()), int((flips & ~near).sum())))
+    return out
+
+
 def _check_runs_without_mrcnn(path, model, image, tmp_path):
     """The raw file, in a fresh interpreter where ``import mrcnn`` fails, gives what
     TFLiteDetector.detect_molded gives, bit for bit."""
@@ -192,6 +228,13 @@ def test_tflite_detections_equal_detect(mode, overfit_run, tmp_path):
              max(p[3] for p in measured), min(p[4] for p in measured)))
     assert len(flipped) <= 1, flipped
     assert max(p[3] for p in measured) <= SCORE_TOL, measured
+    soft = [g for image in images for g in _soft_mask_gaps(model, detector, image)]
+    print("soft masks: %d pairs, max gap %.2e, %d pixels flipped, %d not explained by the gap"
+          % (len(soft), max(g[0] for g in soft), sum(g[1] for g in soft),
+             sum(g[2] for g in soft)))
+    assert len(soft) >= len(expected[0]["rois"]), soft
+    assert max(g[0] for g in soft) <= SOFT_TOL, soft
+    assert sum(g[2] for g in soft) == 0, soft
     assert min(p[4] for p in measured) >= MASK_IOU, measured
     if mode == "square":
         _check_runs_without_mrcnn(path, model, images[0], tmp_path)
