@@ -218,7 +218,10 @@ class Child:
                 return None
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
-        marker = tuple(int(w) if w.isdigit() else w for w in line.decode().split())
+        words = line.decode().split()
+        # Numbers become ints, except a ckpt marker's weights digest: hex that may be all digits.
+        marker = tuple(int(w) if w.isdigit() and not (words[0] == "ckpt" and i == 2) else w
+                       for i, w in enumerate(words))
         self.markers.append(marker)
         self.times.append(time.monotonic())
         return marker

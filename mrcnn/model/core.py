@@ -345,7 +345,10 @@ class MaskRCNN:
         return molding.unmold_detections(detections, mrcnn_mask, original_image_shape,
                                          image_shape, window)
 
-    def _predict(self, molded_images, image_metas):
+    def _predict_function(self):
+        """The compiled forward pass of detect(), built on first use: a ``tf.function`` of
+        (molded images [N, H, W, 3] float32, image metas [N, META] float32) returning
+        (detections [N, D, 6], each detection's own class mask [N, D, mh, mw])."""
         if self._predict_fn is None:
             model = self.keras_model
             if self.mode != "inference":
@@ -368,9 +371,13 @@ class MaskRCNN:
                 return detections, masks
 
             self._predict_fn = predict
+        return self._predict_fn
+
+    def _predict(self, molded_images, image_metas):
+        predict = self._predict_function()
         # The function is traced on its first call for each shape: in static shapes under XLA.
         with portable.xla_static() if self.config.XLA else contextlib.nullcontext():
-            detections, masks = self._predict_fn(
+            detections, masks = predict(
                 tf.convert_to_tensor(molded_images, tf.float32),
                 tf.convert_to_tensor(image_metas, tf.float32))
         return detections.numpy(), masks.numpy()
