@@ -11,6 +11,7 @@ holds) and with 10 (``--detections``), closer to a fine-tuned model on a real ph
 runs on the real detections only.
 
 Printed per config: the first call of a new model (tracing and graph optimization included),
+and what it costs beyond a later call (first call - median: the trace and first-run overhead),
 the median of ``--repeats`` calls, each as a ratio to the anchor, a forward pass of Keras's bare
 ResNet-101 on one 1024x1024 image (the speed issue's yardstick, timed in the same run); and the
 same with PRECISION = "mixed_bfloat16" on CPUs with native bfloat16 (``--precision``), and with
@@ -71,7 +72,8 @@ def main():
                                                                   first_time / anchor))
                 median = report(label, timed(lambda: model.detect([image]), args.repeats,
                                              warmup=1))
-                print("%-60s %.2f x anchor" % ("", median / anchor))
+                print("%-60s %.2f x anchor; first call - median %.2f s (%.2f x anchor)" % (
+                    "", median / anchor, first_time - median, (first_time - median) / anchor))
 
 
 if __name__ == "__main__":

@@ -317,3 +317,48 @@ def test_detection_targets_cap_positives_by_ratio():
     assert list(ids) == [1, 1, 0, 0, 0, 0, 0, 0]
     assert all(np.any(np.all(np.isclose(r, proposals[:10]), axis=1)) for r in rois[:2])
     assert all(np.any(np.all(np.isclose(r, proposals[10:]), axis=1)) for r in rois[2:])
+
+
+def test_fold_cache_equals_the_in_graph_fold_and_follows_every_write():
+    import keras
+    from mrcnn.backbone.resnet import conv_bn
+    from mrcnn.layers import conv as conv_layers
+    rng = np.random.default_rng(8)
+    inp = keras.Input((9, 9, 3))
+    model = keras.Model(inp, conv_bn(inp, 5, 3, 1, "c", "b", False, True))
+    conv, bn = model.get_layer("c"), model.get_layer("b")
+    x = tf.constant(rng.normal(size=(2, 9, 9, 3)), tf.float32)
+    (cache,) = conv_layers.fold_caches(model)
+    assert cache.stale and conv_layers.fold_caches(model) == [cache]  # one cache per layer
+    cache.refresh()
+
+    @tf.function
+    def cached(x):
+        with conv_layers.cached_folds():
+            return model(x, training=False)
+
+    graph = cached.get_concrete_function(x).graph
+    assert "Rsqrt" not in {op.type for op in graph.get_operations()}
+    plain = tf.function(lambda x: model(x, training=False))
+    assert "Rsqrt" in {op.type for op in plain.get_concrete_function(x).graph.get_operations()}
+
+    writes = [
+        lambda: bn.set_weights([rng.uniform(0.5, 2, 5), rng.normal(size=5), rng.normal(size=5),
+                                rng.uniform(0.5, 2, 5)]),
+        lambda: conv.kernel.assign(rng.normal(size=(3, 3, 3, 5))),
+        lambda: conv.bias.assign_add(rng.normal(size=5)),
+        lambda: bn.moving_variance.assign_sub(np.full(5, -0.7)),
+        lambda: bn.gamma.assign(rng.uniform(0.5, 2, 5)),
+    ]
+    np.testing.assert_allclose(cached(x).numpy(), model(x, training=False).numpy(),
+                               rtol=1e-5, atol=1e-5)
+    for write in writes:
+        before = cached(x).numpy()
+        write()
+        assert cache.stale
+        cache.refresh()
+        assert not cache.stale
+        after = cached(x).numpy()
+        assert not np.allclose(before, after)
+        np.testing.assert_allclose(after, model(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
+    assert cached.experimental_get_tracing_count() == 1

@@ -456,3 +456,44 @@ def test_detect_masks_equal_the_mask_head_on_each_detection_box(tiny_inference_m
     class_ids = detections[0, :n, 4].astype(int)
     expected = full[0, np.arange(n), :, :, class_ids]
     np.testing.assert_allclose(masks[0, :n], expected, atol=1e-5)
+
+
+def test_detect_follows_weights_changed_after_its_first_call(tmp_path):
+    """detect() reads the backbone's batch norm folded ahead (mrcnn.layers.conv.FoldCache): a
+    later load_weights, set_weights or direct assign must show in the next call, without a
+    new trace, exactly as a new model with those weights gives."""
+    class Cfg(TinyConfig):
+        DETECTION_MIN_CONFIDENCE = 0.0
+
+    image = _image(np.random.default_rng(5), (110, 128, 3))
+    keras.utils.set_random_seed(11)
+    other = modellib.MaskRCNN("inference", Cfg(), str(tmp_path))
+    path = str(tmp_path / "other.h5")
+    other.save_weights(path)
+    keras.utils.set_random_seed(12)
+    model = modellib.MaskRCNN("inference", Cfg(), str(tmp_path))
+    molded, metas, _ = model.mold_inputs([image])
+
+    def in_graph_fold():  # the Keras model called directly folds in its graph, uncached
+        return model.keras_model.predict_on_batch(
+            {"input_image": molded, "input_image_meta": metas})["mrcnn_detection"]
+
+    first = model._predict(molded, metas)[0]  # the first call builds the caches
+    model.load_weights(path, by_name=True)
+    assert not np.allclose(first, model._predict(molded, metas)[0])
+    loaded, expected = model.detect([image])[0], other.detect([image])[0]
+    for key in ("rois", "class_ids", "scores", "masks"):
+        np.testing.assert_array_equal(loaded[key], expected[key])
+
+    traces = model._predict_fn.experimental_get_tracing_count()
+    bn = model.keras_model.get_layer("bn_conv1")
+    rng = np.random.default_rng(6)
+    for write in [lambda: model.keras_model.set_weights(
+                      [w * rng.uniform(0.9, 1.1, w.shape) for w in model.keras_model.get_weights()]),
+                  lambda: bn.moving_variance.assign(rng.uniform(0.5, 2.0, bn.moving_variance.shape))]:
+        before = model._predict(molded, metas)[0]
+        write()
+        after = model._predict(molded, metas)[0]
+        assert not np.allclose(before, after)
+        np.testing.assert_allclose(after, in_graph_fold(), rtol=1e-4, atol=1e-4)
+    assert model._predict_fn.experimental_get_tracing_count() == traces
