@@ -786,3 +786,59 @@ def test_augmentation_works_without_imgaug(monkeypatch):
                                                    A.RandomBrightnessContrast(p=1.0)]))
     item = seq.load_one(0, np.random.default_rng(0))
     assert item["input_gt_boxes"][0].tolist() == _flipped_box([20, 10, 60, 50])
+
+
+# ------------------------------------------------------------------------------ folded batch norm
+def test_frozen_layers_read_fresh_folds_after_an_all_layers_run(tmp_path):
+    """Heads training reads the frozen backbone's batch norm folded ahead (mrcnn.layers.conv).
+    An all-layers run before writes those weights inside its graph, where the caches cannot
+    see it: each train() must refresh them, and the cached step must equal the uncached one."""
+    from mrcnn.layers import conv as conv_layers
+
+    class Cfg(TinyConfig):
+        STEPS_PER_EPOCH = 1
+        VALIDATION_STEPS = 0
+        TRAIN_BN = False
+
+    keras.utils.set_random_seed(4)
+    maskrcnn = modellib.MaskRCNN("training", Cfg(), str(tmp_path))
+    data = shapes_dataset(2, seed=3)
+    maskrcnn.train(data, None, LEARNING_RATE * 10, epochs=1, layers="all")
+    maskrcnn.train(data, None, LEARNING_RATE, epochs=2, layers="heads")
+    model = maskrcnn.keras_model
+    caches = conv_layers.fold_caches(model)
+    frozen = [c for c in caches if not c.conv.trainable]
+    # heads: the whole backbone is frozen; the classifier and mask heads' convs train.
+    assert frozen and all(c.conv.name.startswith("mrcnn_") for c in caches if c not in frozen)
+    for cache in frozen:
+        kernel, bias = cache.conv.folded_kernel_and_bias()
+        np.testing.assert_allclose(cache.kernel.numpy(), kernel.numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(cache.bias.numpy(), bias.numpy(), rtol=1e-6, atol=1e-7)
+
+    # One batch through the heads step's forward and gradients, with and without the caches.
+    inputs = {k: tf.constant(v) for k, v in
+              MaskRCNNSequence(data, Cfg(), shuffle=False)[0].items()}
+
+    def step():
+        tf.random.set_seed(0)  # the same ROI sample both times
+        with tf.GradientTape() as tape:
+            total, _ = model._forward_losses(inputs, training=True)
+        return total.numpy(), [g.numpy() for g in tape.gradient(total, model.trainable_variables)]
+
+    def rsqrt_ops():  # one per batch norm folded in the graph
+        graph = tf.function(lambda: model._forward_losses(inputs, training=True)
+                            ).get_concrete_function().graph
+        return sum(op.type == "Rsqrt" for op in graph.get_operations())
+
+    cached, cached_rsqrt = step(), rsqrt_ops()
+    for cache in caches:
+        object.__setattr__(cache.conv, "_fold_cache", None)
+    try:
+        plain, plain_rsqrt = step(), rsqrt_ops()
+    finally:
+        for cache in caches:
+            object.__setattr__(cache.conv, "_fold_cache", cache)
+    assert plain_rsqrt - cached_rsqrt == len(frozen)
+    np.testing.assert_allclose(cached[0], plain[0], rtol=1e-5)
+    for a, b in zip(cached[1], plain[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -13,7 +13,9 @@ detect() does not need gradients, so it reads a folded kernel and bias computed 
 variable reads per convolution instead of six and none of the fold's arithmetic, which makes the
 first call of a new model about a second shorter at 1024 px. A cache recomputes itself before
 the next call once any of its six source variables has been written (``assign``, which
-``set_weights``, ``load_weights`` and Keras's loaders all use).
+``set_weights``, ``load_weights`` and Keras's loaders all use). Training does the same for the
+convolutions it leaves frozen (``layers="heads"`` freezes the whole backbone): their variables get
+no gradient, and the step skips the fold's arithmetic over their kernels.
 """
 
 import contextlib
@@ -34,17 +36,31 @@ def bn_is_folded(bn, training):
 
 
 @contextlib.contextmanager
-def cached_folds():
-    """Within this block, traced calls of FoldableConv2D layers that have a ``FoldCache`` (and
-    are not training calls) read the cache's variables instead of folding in the graph. Only
-    for graphs that need no gradients and are not exported: the cache variables are not tracked
-    by the model, so a SavedModel could not hold them."""
-    previous = getattr(_tracing, "cached", False)
-    _tracing.cached = True
+def cached_folds(frozen_only=False):
+    """Within this block, traced calls of FoldableConv2D layers that have a ``FoldCache`` read
+    the cache's variables instead of folding in the graph. Only for graphs that are not exported
+    (the cache variables are not tracked by the model, so a SavedModel could not hold them).
+
+    frozen_only: only layers whose conv and batch norm are both frozen (``trainable`` False)
+    read the cache, in training and evaluation calls alike: the train step, whose optimizer
+    writes the other layers' variables inside the graph, where a cache cannot see the writes.
+    Otherwise (detect()) every layer does, in calls that are not training calls.
+    """
+    previous = getattr(_tracing, "mode", None)
+    _tracing.mode = "frozen" if frozen_only else "all"
     try:
         yield
     finally:
-        _tracing.cached = previous
+        _tracing.mode = previous
+
+
+def _reads_cache(conv, bn, training):
+    mode = getattr(_tracing, "mode", None)
+    if conv._fold_cache is None or mode is None:
+        return False
+    if mode == "frozen":
+        return not conv.trainable and not bn.trainable
+    return not training
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -73,7 +89,7 @@ class FoldableConv2D(keras.layers.Conv2D):
         bn = self._folded_bn
         if not bn_is_folded(bn, training):
             return super().call(inputs)
-        if self._fold_cache is not None and not training and getattr(_tracing, "cached", False):
+        if _reads_cache(self, bn, training):
             kernel, bias = self._fold_cache.kernel, self._fold_cache.bias
         else:
             kernel, bias = self.folded_kernel_and_bias()
@@ -86,8 +102,10 @@ class FoldableConv2D(keras.layers.Conv2D):
 class FoldCache:
     """The folded kernel and bias of one FoldableConv2D in two variables of their own.
 
-    Stale from creation and after any write to the conv's kernel or bias or the BatchNorm's
-    gamma, beta, moving mean or variance; ``refresh()`` recomputes it eagerly when stale.
+    Stale from creation and after any eager write to the conv's kernel or bias or the
+    BatchNorm's gamma, beta, moving mean or variance (writes made inside a compiled function,
+    such as an optimizer's, are not seen: see ``cached_folds(frozen_only=True)``);
+    ``refresh()`` recomputes it eagerly when stale, ``refresh(force=True)`` in any case.
     The variables keep their identity, so a compiled function that read them sees new values.
     """
 
@@ -104,8 +122,8 @@ class FoldCache:
     def _invalidate(self):
         self.stale = True
 
-    def refresh(self):
-        if not self.stale:
+    def refresh(self, force=False):
+        if not (self.stale or force):
             return
         # Cleared first: a write that lands while the values are computed marks it again.
         self.stale = False

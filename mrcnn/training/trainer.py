@@ -16,8 +16,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mrcnn.layers import conv as conv_layers
 from mrcnn.ops import portable
 from mrcnn.training.losses import LOSS_NAMES, compute_losses, weight_decay_loss
+from mrcnn.training.optimizer import MomentumSGD
 
 logger = logging.getLogger("mrcnn")
 
@@ -68,7 +70,8 @@ class MaskRCNNTrainer(keras.Model):
         return list(self.trackers.values())
 
     def _forward_losses(self, x, training):
-        outputs = self(x, training=training)
+        with conv_layers.cached_folds(frozen_only=True):
+            outputs = self(x, training=training)
         # meta layout: id, original shape (3), image shape (3), window (4), scale, active ids.
         active = x["input_image_meta"][:, 12:]
         losses = compute_losses(x, outputs, active)
@@ -459,8 +462,8 @@ def _optimizer(config, learning_rate):
     lr = (WarmupSchedule(learning_rate, config.WARMUP_STEPS)
           if getattr(config, "WARMUP_STEPS", 0) else learning_rate)
     clip = config.GRADIENT_CLIP_NORM
-    optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=config.LEARNING_MOMENTUM,
-                                     global_clipnorm=clip if clip else None)
+    optimizer = MomentumSGD(learning_rate=lr, momentum=config.LEARNING_MOMENTUM,
+                            global_clipnorm=clip if clip else None)
     if getattr(config, "PRECISION", "float32") == "mixed_float16":
         # float16 gradients underflow without it; the scale adapts (halves on inf/NaN steps,
         # which are skipped, and doubles after 2,000 good ones).
@@ -537,6 +540,12 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
         # first step, they are created inside the trace, and TensorFlow traces a function that
         # creates variables twice: the first step took twice as long (docs/benchmarks.md).
         model.optimizer.build(model.trainable_variables)
+        # Frozen convolutions read their batch norm folded ahead (mrcnn.layers.conv) instead of
+        # folding it in every step. The optimizer leaves frozen layers alone, so the caches hold
+        # for the whole fit; refreshed here because an earlier fit wrote weights in its graph,
+        # where a cache cannot see the writes.
+        for cache in conv_layers.fold_caches(model):
+            cache.refresh(force=True)
     # Keras traces the step functions inside fit: in static shapes when they are compiled.
     with portable.xla_static() if config.XLA else contextlib.nullcontext():
         history = model.fit(train_data, initial_epoch=maskrcnn.epoch, epochs=epochs,
