@@ -75,25 +75,76 @@ class OverfitInference(OverfitConfig):
 OVERFIT_EPOCHS = 10
 
 
+def _overfit_train(directory):
+    """Train the overfit model into ``directory``; returns (best weights path, history dict)."""
+    import keras
+    from mrcnn import model as modellib
+
+    keras.utils.set_random_seed(3)
+    config = OverfitConfig()
+    dataset = _overfit_dataset()
+    model = modellib.MaskRCNN("training", config, str(directory))
+    history = model.train(dataset, dataset, learning_rate=config.LEARNING_RATE,
+                          epochs=OVERFIT_EPOCHS, layers="all")
+    return model.find_best(), {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def _overfit_dataset():
+    from mrcnn.datasets.synthetic import SyntheticShapesDataset
+
+    dataset = SyntheticShapesDataset()
+    dataset.load_shapes(1, 128, 128, seed=7, max_shapes=3)
+    dataset.prepare()
+    return dataset
+
+
 @pytest.fixture(scope="session")
 def overfit_run(tmp_path_factory):
     """A tiny model trained (all layers, OVERFIT_EPOCHS) on one generated 128 px shapes image:
     a model with real detections, for tests that compare inference paths. About a minute, once
-    per session. Returns a namespace: dataset, history, weights (the best checkpoint)."""
-    import keras
-    from mrcnn import model as modellib
-    from mrcnn.datasets.synthetic import SyntheticShapesDataset
+    per session. Returns a namespace: dataset, history (``.history``: {metric: [per epoch]}),
+    weights (the best checkpoint).
 
-    keras.utils.set_random_seed(3)
-    dataset = SyntheticShapesDataset()
-    dataset.load_shapes(1, 128, 128, seed=7, max_shapes=3)
-    dataset.prepare()
-    config = OverfitConfig()
-    model = modellib.MaskRCNN("training", config, str(tmp_path_factory.mktemp("overfit")))
-    history = model.train(dataset, dataset, learning_rate=config.LEARNING_RATE,
-                          epochs=OVERFIT_EPOCHS, layers="all")
-    return types.SimpleNamespace(dataset=dataset, history=history, weights=model.find_best())
+    Under pytest-xdist the workers share one training: the first to need it trains into the
+    session's shared temporary directory while the others wait for its result file (xdist's
+    own grouping cannot pin these tests to one worker with pytest 9.2, pytest-xdist#1386).
+    """
+    import json
+    import time
 
+    dataset = _overfit_dataset()
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        weights, history = _overfit_train(tmp_path_factory.mktemp("overfit"))
+        return types.SimpleNamespace(dataset=dataset, history=types.SimpleNamespace(
+            history=history), weights=weights)
+
+    shared = tmp_path_factory.getbasetemp().parent / "overfit_run"
+    shared.mkdir(exist_ok=True)
+    result, failed = shared / "result.json", shared / "failed.txt"
+    try:
+        os.close(os.open(shared / "owner.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        owner = True
+    except FileExistsError:
+        owner = False
+    if owner:
+        try:
+            weights, history = _overfit_train(shared / "logs")
+        except BaseException as err:
+            failed.write_text("%s: %s" % (type(err).__name__, err))
+            raise
+        partial = shared / "result.json.partial"
+        partial.write_text(json.dumps({"weights": weights, "history": history}))
+        os.replace(partial, result)  # readers never see half a file
+    deadline = time.monotonic() + 1800
+    while not result.exists():
+        if failed.exists():
+            pytest.fail("overfit_run failed in another worker: " + failed.read_text())
+        if time.monotonic() > deadline:
+            pytest.fail("overfit_run: no result from the training worker in %s" % shared)
+        time.sleep(1)
+    data = json.loads(result.read_text())
+    return types.SimpleNamespace(dataset=dataset, weights=data["weights"],
+                                 history=types.SimpleNamespace(history=data["history"]))
 
 @pytest.fixture
 def tiny_config():
