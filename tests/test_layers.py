@@ -362,3 +362,17 @@ def test_fold_cache_equals_the_in_graph_fold_and_follows_every_write():
         assert not np.allclose(before, after)
         np.testing.assert_allclose(after, model(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
     assert cached.experimental_get_tracing_count() == 1
+
+
+def test_anchors_of_a_static_shape_are_one_constant_equal_to_the_dynamic_ones(tiny_config):
+    c = tiny_config
+    layer = AnchorsLayer(c.RPN_ANCHOR_SCALES, c.RPN_ANCHOR_RATIOS, c.BACKBONE_STRIDES)
+    static = tf.function(lambda x: layer(x)).get_concrete_function(
+        tf.TensorSpec([1, 192, 320, 3], tf.float32))
+    dynamic = tf.function(lambda x: layer(x)).get_concrete_function(
+        tf.TensorSpec([1, None, None, 3], tf.float32))
+    types = [op.type for op in static.graph.get_operations()]
+    assert types.count("Const") == 1 and len(types) <= 4, types  # input, constant, identity
+    assert len(dynamic.graph.get_operations()) > 50
+    x = tf.zeros([1, 192, 320, 3])
+    np.testing.assert_array_equal(static(x).numpy(), dynamic(x).numpy())

@@ -51,13 +51,23 @@ class AnchorsLayer(keras.layers.Layer):
         self.ratios = [float(r) for r in ratios]
         self.strides = [int(s) for s in strides]
         self.anchor_stride = int(anchor_stride)
+        # {(H, W): [A, 4] float32}: anchors of each static image shape traced so far.
+        object.__setattr__(self, "_static_anchors", {})
 
     def call(self, images):
-        static = images.shape[1:3]
-        shape = static if None not in static else tf.shape(images)[1:3]
-        anchors = pyramid_anchors_tf(shape, self.scales, self.ratios, self.strides,
-                                     self.anchor_stride)
-        return anchors[None]
+        static = tuple(images.shape[1:3])
+        if None in static:
+            anchors = pyramid_anchors_tf(tf.shape(images)[1:3], self.scales, self.ratios,
+                                         self.strides, self.anchor_stride)
+            return anchors[None]
+        # A static image shape (training, "square" inference) has fixed anchors: computed once,
+        # eagerly, by the same ops, they enter the graph as one constant instead of some 300
+        # ops that every trace would build and Grappler would fold back into that constant.
+        if static not in self._static_anchors:
+            with tf.init_scope():
+                self._static_anchors[static] = pyramid_anchors_tf(
+                    static, self.scales, self.ratios, self.strides, self.anchor_stride).numpy()
+        return tf.constant(self._static_anchors[static][None])
 
     def compute_output_shape(self, input_shape):
         h, w = input_shape[1:3]
