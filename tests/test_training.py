@@ -791,8 +791,9 @@ def test_augmentation_works_without_imgaug(monkeypatch):
 # ------------------------------------------------------------------------------ folded batch norm
 def test_frozen_layers_read_fresh_folds_after_an_all_layers_run(tmp_path):
     """Heads training reads the frozen backbone's batch norm folded ahead (mrcnn.layers.conv).
-    An all-layers run before writes those weights inside its graph, where the caches cannot
-    see it: each train() must refresh them, and the cached step must equal the uncached one."""
+    An all-layers run between two heads runs writes those weights inside its graph, where the
+    caches cannot see it: each train() must refresh them, and the cached step must equal the
+    uncached one."""
     from mrcnn.layers import conv as conv_layers
 
     class Cfg(TinyConfig):
@@ -803,13 +804,20 @@ def test_frozen_layers_read_fresh_folds_after_an_all_layers_run(tmp_path):
     keras.utils.set_random_seed(4)
     maskrcnn = modellib.MaskRCNN("training", Cfg(), str(tmp_path))
     data = shapes_dataset(2, seed=3)
-    maskrcnn.train(data, None, LEARNING_RATE * 10, epochs=1, layers="all")
-    maskrcnn.train(data, None, LEARNING_RATE, epochs=2, layers="heads")
+    maskrcnn.train(data, None, LEARNING_RATE, epochs=1, layers="heads")  # makes the caches
+    maskrcnn.train(data, None, LEARNING_RATE * 10, epochs=2, layers="all")
+    maskrcnn.train(data, None, LEARNING_RATE, epochs=3, layers="heads")
     model = maskrcnn.keras_model
-    caches = conv_layers.fold_caches(model)
-    frozen = [c for c in caches if not c.conv.trainable]
-    # heads: the whole backbone is frozen; the classifier and mask heads' convs train.
-    assert frozen and all(c.conv.name.startswith("mrcnn_") for c in caches if c not in frozen)
+    # heads: the whole backbone is frozen (the classifier and mask heads' convs train, and
+    # get no cache: training never reads one for a trainable layer).
+    folded = [layer for layer in model._flatten_layers()
+              if isinstance(layer, conv_layers.FoldableConv2D) and layer._folded_bn is not None]
+    caches = [layer._fold_cache for layer in folded if layer._fold_cache is not None]
+    frozen = conv_layers.fold_caches(model, frozen_only=True)
+    assert frozen and frozen == caches
+    assert {layer.name for layer in folded if layer._fold_cache is None} == {
+        "mrcnn_class_conv1", "mrcnn_class_conv2", "mrcnn_mask_conv1", "mrcnn_mask_conv2",
+        "mrcnn_mask_conv3", "mrcnn_mask_conv4"}
     for cache in frozen:
         kernel, bias = cache.conv.folded_kernel_and_bias()
         np.testing.assert_allclose(cache.kernel.numpy(), kernel.numpy(), rtol=1e-6, atol=1e-7)

@@ -151,16 +151,24 @@ def _on_write(variable, callback):
         setattr(variable, method, write)
 
 
-def fold_caches(model):
+def fold_caches(model, frozen_only=False):
     """A FoldCache for each FoldableConv2D of ``model`` (a built Keras model) with a linked,
-    frozen BatchNorm (TRAIN_BN False), made once and kept on the layer; returns the list."""
+    frozen BatchNorm (TRAIN_BN False), made once and kept on the layer; returns the list.
+
+    frozen_only: only for convolutions whose conv and batch norm are both frozen (what
+    ``cached_folds(frozen_only=True)`` reads): a cache holds a second copy of its kernel, which
+    training on all layers would never read.
+    """
     caches = []
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, FoldableConv2D) and bn_is_folded(layer._folded_bn, False):
-            if layer._fold_cache is None:
-                # Untracked: the cache is derived state, never saved with the model.
-                object.__setattr__(layer, "_fold_cache", FoldCache(layer))
-            caches.append(layer._fold_cache)
+        if not isinstance(layer, FoldableConv2D) or not bn_is_folded(layer._folded_bn, False):
+            continue
+        if frozen_only and (layer.trainable or layer._folded_bn.trainable):
+            continue
+        if layer._fold_cache is None:
+            # Untracked: the cache is derived state, never saved with the model.
+            object.__setattr__(layer, "_fold_cache", FoldCache(layer))
+        caches.append(layer._fold_cache)
     return caches
 
 

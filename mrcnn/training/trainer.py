@@ -544,7 +544,7 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
         # folding it in every step. The optimizer leaves frozen layers alone, so the caches hold
         # for the whole fit; refreshed here because an earlier fit wrote weights in its graph,
         # where a cache cannot see the writes.
-        for cache in conv_layers.fold_caches(model):
+        for cache in conv_layers.fold_caches(model, frozen_only=True):
             cache.refresh(force=True)
     # Keras traces the step functions inside fit: in static shapes when they are compiled.
     with portable.xla_static() if config.XLA else contextlib.nullcontext():
