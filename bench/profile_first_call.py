@@ -17,11 +17,12 @@ import collections
 import cProfile
 import io
 import pstats
+import statistics
 import time
 
 import numpy as np
 
-from _common import backbone_forward_anchor, inference_configs, machine, report
+from _common import backbone_forward_anchor, inference_configs, machine, report, timed
 
 
 def main():
@@ -62,12 +63,8 @@ def main():
     start = time.perf_counter()
     [t.numpy() for t in predict(images, metas)]
     first_run = time.perf_counter() - start
-    later = []
-    for _ in range(3):
-        start = time.perf_counter()
-        [t.numpy() for t in predict(images, metas)]
-        later.append(time.perf_counter() - start)
-    run = sorted(later)[1]
+    run = statistics.median(timed(lambda: [t.numpy() for t in predict(images, metas)], 3,
+                                  warmup=0))
 
     print("%s config (%s, %d px), %s" % (args.only, cfg.BACKBONE, cfg.IMAGE_MAX_DIM,
                                          cfg.PRECISION))

@@ -75,14 +75,14 @@ class OverfitInference(OverfitConfig):
 OVERFIT_EPOCHS = 10
 
 
-def _overfit_train(directory):
-    """Train the overfit model into ``directory``; returns (best weights path, history dict)."""
+def _overfit_train(dataset, directory):
+    """Train the overfit model on ``dataset`` into ``directory``; returns (best weights path,
+    history dict)."""
     import keras
     from mrcnn import model as modellib
 
     keras.utils.set_random_seed(3)
     config = OverfitConfig()
-    dataset = _overfit_dataset()
     model = modellib.MaskRCNN("training", config, str(directory))
     history = model.train(dataset, dataset, learning_rate=config.LEARNING_RATE,
                           epochs=OVERFIT_EPOCHS, layers="all")
@@ -109,14 +109,20 @@ def overfit_run(tmp_path_factory):
     session's shared temporary directory while the others wait for its result file (xdist's
     own grouping cannot pin these tests to one worker with pytest 9.2, pytest-xdist#1386).
     """
+    dataset = _overfit_dataset()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        weights, history = _shared_overfit_train(dataset, tmp_path_factory)
+    else:
+        weights, history = _overfit_train(dataset, tmp_path_factory.mktemp("overfit"))
+    return types.SimpleNamespace(dataset=dataset, weights=weights,
+                                 history=types.SimpleNamespace(history=history))
+
+
+def _shared_overfit_train(dataset, tmp_path_factory):
+    """``_overfit_train`` once for all xdist workers: the first trains into the session's
+    shared temporary directory, the others wait for its result file."""
     import json
     import time
-
-    dataset = _overfit_dataset()
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        weights, history = _overfit_train(tmp_path_factory.mktemp("overfit"))
-        return types.SimpleNamespace(dataset=dataset, history=types.SimpleNamespace(
-            history=history), weights=weights)
 
     shared = tmp_path_factory.getbasetemp().parent / "overfit_run"
     shared.mkdir(exist_ok=True)
@@ -128,7 +134,7 @@ def overfit_run(tmp_path_factory):
         owner = False
     if owner:
         try:
-            weights, history = _overfit_train(shared / "logs")
+            weights, history = _overfit_train(dataset, shared / "logs")
         except BaseException as err:
             failed.write_text("%s: %s" % (type(err).__name__, err))
             raise
@@ -143,8 +149,7 @@ def overfit_run(tmp_path_factory):
             pytest.fail("overfit_run: no result from the training worker in %s" % shared)
         time.sleep(1)
     data = json.loads(result.read_text())
-    return types.SimpleNamespace(dataset=dataset, weights=data["weights"],
-                                 history=types.SimpleNamespace(history=data["history"]))
+    return data["weights"], data["history"]
 
 @pytest.fixture
 def tiny_config():

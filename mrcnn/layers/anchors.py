@@ -51,8 +51,6 @@ class AnchorsLayer(keras.layers.Layer):
         self.ratios = [float(r) for r in ratios]
         self.strides = [int(s) for s in strides]
         self.anchor_stride = int(anchor_stride)
-        # {(H, W): [A, 4] float32}: anchors of each static image shape traced so far.
-        object.__setattr__(self, "_static_anchors", {})
 
     def call(self, images):
         static = tuple(images.shape[1:3])
@@ -60,14 +58,13 @@ class AnchorsLayer(keras.layers.Layer):
             anchors = pyramid_anchors_tf(tf.shape(images)[1:3], self.scales, self.ratios,
                                          self.strides, self.anchor_stride)
             return anchors[None]
-        # A static image shape (training, "square" inference) has fixed anchors: computed once,
-        # eagerly, by the same ops, they enter the graph as one constant instead of some 300
-        # ops that every trace would build and Grappler would fold back into that constant.
-        if static not in self._static_anchors:
-            with tf.init_scope():
-                self._static_anchors[static] = pyramid_anchors_tf(
-                    static, self.scales, self.ratios, self.strides, self.anchor_stride).numpy()
-        return tf.constant(self._static_anchors[static][None])
+        # A static image shape (training, "square" inference) has fixed anchors: computed
+        # eagerly by the same ops, they enter the graph as one constant instead of some 300 ops
+        # that the trace would build and Grappler would fold back into that constant.
+        with tf.init_scope():
+            anchors = pyramid_anchors_tf(static, self.scales, self.ratios, self.strides,
+                                         self.anchor_stride).numpy()
+        return tf.constant(anchors[None])
 
     def compute_output_shape(self, input_shape):
         h, w = input_shape[1:3]
