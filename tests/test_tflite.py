@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import WITHOUT_MRCNN, OverfitInference, TinyConfig
+from conftest import WITHOUT_MRCNN, OverfitInference, TinyConfig, mask_agreement
 from mrcnn import model as modellib
-from mrcnn.ops.boxes_np import compute_overlaps, compute_overlaps_masks, denorm_boxes
+from mrcnn.ops.boxes_np import compute_overlaps, denorm_boxes
 from mrcnn.ops.resample_np import resize_threshold, sk_resize_linear
 
 # Measured on the overfit model (tests/conftest.py), square and pad64, three image sizes
@@ -106,10 +106,8 @@ def _inference(mode, tmp_path, weights):
 
 
 def _images(dataset):
-    """The training image and two other sizes of it (cropped; padded), all with objects."""
-    image = dataset.load_image(dataset.image_ids[0])
-    padded = np.pad(image, [(20, 52), (8, 40), (0, 0)], constant_values=30)
-    return [image, image[10:110, 5:125], padded]
+    """The overfit data set's four images: one scene at 128x128, 160x144, 200x176, 256x192."""
+    return [dataset.load_image(i) for i in dataset.image_ids]
 
 
 def _match(a, b):
@@ -118,7 +116,7 @@ def _match(a, b):
     Returns (pairs, unmatched): pairs is a list of (i, j, box gap, score gap, mask IoU);
     unmatched the (side, box, class, score) of each detection of either with no counterpart.
     """
-    ious = compute_overlaps_masks(a["masks"], b["masks"])
+    ious = mask_agreement(a["masks"], b["masks"])
     pairs, taken, unmatched = [], set(), []
     for i in range(len(a["rois"])):
         gaps = np.abs(b["rois"] - a["rois"][i]).max(axis=1) if len(b["rois"]) else np.zeros(0)
@@ -136,23 +134,48 @@ def _match(a, b):
     return pairs, unmatched
 
 
-def _events(unmatched):
-    """Group the unmatched detections of one image into discrete choices: a detect()-only and
-    a tflite-only detection of the same class whose boxes overlap (IoU >= 0.5) are one object
-    found from another proposal on each side (one choice, two entries); any other entry is one
-    choice of its own (a score on DETECTION_MIN_CONFIDENCE)."""
+#: How far apart two scores of one object may be when a discrete choice took another proposal
+#: for it, and how close to DETECTION_MIN_CONFIDENCE a score on one side only must be.
+CHOICE_SCORE_GAP = 0.1
+
+
+def _events(a, b, pairs, unmatched):
+    """The discrete choices of one image on which detect() (``a``) and the file (``b``) differ,
+    each as (what, explained).
+
+    A matched pair whose scores differ by more than SCORE_TOL came from two proposals of one
+    object. A detect()-only and a file-only detection of one class whose boxes overlap (IoU >=
+    0.5) are one object found from another proposal on each side. Either is explained when the
+    scores are within CHOICE_SCORE_GAP. A detection on one side only is explained when its
+    score is within CHOICE_SCORE_GAP of DETECTION_MIN_CONFIDENCE, or when it overlaps another
+    detection of its class (a second proposal of one object kept on one side only).
+    """
+    events = [(("scores apart", p), p[3] <= CHOICE_SCORE_GAP) for p in pairs if p[3] > SCORE_TOL]
     ours = [u for u in unmatched if u[0] == "detect()"]
     theirs = [u for u in unmatched if u[0] == "tflite"]
-    events, used = [], set()
+    used = set()
     for u in ours:
         partner = [j for j, t in enumerate(theirs) if j not in used and t[2] == u[2]
                    and compute_overlaps(u[1], t[1])[0, 0] >= 0.5]
         if partner:
             used.add(partner[0])
-            events.append((u, theirs[partner[0]]))
+            t = theirs[partner[0]]
+            events.append((("other proposal", u, t), abs(u[3] - t[3]) <= CHOICE_SCORE_GAP))
         else:
-            events.append((u,))
-    return events + [(t,) for j, t in enumerate(theirs) if j not in used]
+            events.append((("one side", u), _lone_explained(u, a, b)))
+    events += [(("one side", t), _lone_explained(t, a, b))
+               for j, t in enumerate(theirs) if j not in used]
+    return events
+
+
+def _lone_explained(entry, a, b):
+    side, box, class_id, score = entry
+    if abs(score - OverfitInference.DETECTION_MIN_CONFIDENCE) <= CHOICE_SCORE_GAP:
+        return True
+    others = np.concatenate([a["rois"][a["class_ids"] == class_id],
+                             b["rois"][b["class_ids"] == class_id]]).reshape(-1, 4)
+    ious = compute_overlaps(box, others)[0] if len(others) else np.zeros(0)
+    return int((ious >= 0.5).sum()) >= 2  # itself and another
 
 
 def _soft_mask_gaps(model, detector, image):
@@ -209,12 +232,12 @@ def _check_runs_without_mrcnn(path, model, image, tmp_path):
 
 @pytest.mark.parametrize("mode", ["square", "pad64"])
 def test_tflite_detections_equal_detect(mode, overfit_run, tmp_path):
-    """TFLiteDetector.detect() against detect() on three image sizes; in "square" mode the
-    file also runs without mrcnn. On each image one discrete choice may come out otherwise, as
-    it sits within the kernels' last-bit differences: which of two near-equal proposals is kept
-    (a detection on one side only, the same object from two proposals (`_events`), or equal
-    boxes with scores apart), a score at DETECTION_MIN_CONFIDENCE. CI saw, once each: in pad64
-    one object, boxes 3 px apart, scores 0.88 and 0.91; in square, equal boxes, scores 0.063
+    """TFLiteDetector.detect() against detect() on four image sizes; in "square" mode the file
+    also runs without mrcnn. A discrete choice that sits within the kernels' last-bit
+    differences may come out otherwise (`_events`): which of two near-equal proposals is kept,
+    a score at DETECTION_MIN_CONFIDENCE. CI saw: in pad64 one object, boxes 3 px apart, scores
+    0.88 and 0.91; in square, equal boxes, scores 0.063 apart; on one image of a model trained
+    on one size only, a proposal swap (0.927 against 0.917) and, from it, a pair 1 px and 0.012
     apart. Every other detection agrees within the bounds above."""
     from mrcnn.export import TFLiteDetector, export_tflite
 
@@ -233,18 +256,19 @@ def test_tflite_detections_equal_detect(mode, overfit_run, tmp_path):
     images = _images(overfit_run.dataset)
     expected = model.detect(images)
     got = detector.detect(images)
-    # Something to compare: the objects of the training image (the other two may have none,
-    # and then the file must find none either).
+    # Something to compare: the objects of the training image.
     assert len(expected[0]["rois"]) >= 2, expected
     measured, flipped = [], []
     for k, (a, b, image) in enumerate(zip(expected, got, images)):
         assert b["masks"].shape == image.shape[:2] + (len(b["rois"]),)
         pairs, unmatched = _match(a, b)
-        # A pair of equal boxes whose scores differ came from two proposals: a discrete choice.
-        events = _events(unmatched) + [p for p in pairs if p[3] > SCORE_TOL]
-        assert len(events) <= 1, (k, events)
+        events = _events(a, b, pairs, unmatched)
+        # One near-tie can move two detections (the proposal NMS kept decides which others
+        # survive it), hence two.
+        assert len(events) <= 2 and all(ok for _, ok in events), (k, events)
         measured += [p for p in pairs if p[3] <= SCORE_TOL]
-        flipped += events
+        flipped += [what for what, _ in events]
+    assert len(measured) >= len(images), measured  # most detections compared tightly
     print("tflite vs detect (%s): %d matched, %d discrete choices apart %s; max box gap %d px, "
           "max score gap %.2e, min mask IoU %.4f"
           % (mode, len(measured), len(flipped), flipped, max(p[2] for p in measured),

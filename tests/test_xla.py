@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import OverfitInference, TinyConfig, random_boxes
+from conftest import OverfitInference, TinyConfig, mask_agreement, random_boxes
 from mrcnn import model as modellib
 from mrcnn.config import ConfigError
 from mrcnn.datasets.synthetic import SyntheticShapesDataset
@@ -196,20 +196,19 @@ def test_xla_detections_agree_with_the_default_graph(overfit_run, tmp_path):
         XLA = True
 
     dataset = overfit_run.dataset
-    image = dataset.load_image(dataset.image_ids[0])
-    images = [image, np.roll(image, 6, axis=1), np.roll(image, -5, axis=0),
-              (image * 0.9).astype(np.uint8)]
+    images = [dataset.load_image(i) for i in dataset.image_ids]  # four sizes, one scene
     plain = modellib.MaskRCNN("inference", OverfitInference(), str(tmp_path))
     plain.load_weights(overfit_run.weights, by_name=True)
     xla = modellib.MaskRCNN("inference", Xla(), str(tmp_path))
     xla.load_weights(overfit_run.weights, by_name=True)
     matched = 0
     for want, got in zip(plain.detect(images), xla.detect(images)):
-        assert len(want["class_ids"]) >= 2
         np.testing.assert_array_equal(got["class_ids"], want["class_ids"])
+        if not len(want["class_ids"]):
+            continue
         assert np.abs(got["rois"] - want["rois"]).max() <= 2
         np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-3)
-        ious = np.diag(compute_overlaps_masks(got["masks"], want["masks"]))
+        ious = np.diag(mask_agreement(got["masks"], want["masks"]))
         assert ious.min() >= 0.95, ious
         matched += len(ious)
     assert matched >= 8
