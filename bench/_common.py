@@ -47,7 +47,8 @@ def machine():
                 cpu_flags(), os.cpu_count(),
                 platform.python_version(), tf.__version__,
                 len(tf.config.list_physical_devices("GPU")),
-                "on" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1" else "off",
+                # TensorFlow's x86 Linux builds use oneDNN unless this is "0" (mrcnn sets "1").
+                "off" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0" else "on",
                 gemm_gflops()))
 
 
@@ -137,3 +138,53 @@ def inference_configs():
         RPN_ANCHOR_SCALES = (16, 32, 64, 128, 256)
 
     return {"default": DefaultConfig, "small": SmallConfig}
+
+
+def training_configs():
+    """{"small": ResNet-50 at 128 px, 4 classes, "default": ResNet-101 at 1024 px, 81 classes}:
+    the training configs the step and memory benchmarks share (batch 2, TRAIN_BN False as
+    Matterport's default, no validation)."""
+    from mrcnn.config import Config
+
+    class SmallConfig(Config):
+        NAME = "bench"
+        NUM_CLASSES = 4
+        GPU_COUNT = 1
+        IMAGES_PER_GPU = 2
+        BACKBONE = "resnet50"
+        IMAGE_MIN_DIM = 128
+        IMAGE_MAX_DIM = 128
+        RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+        TRAIN_ROIS_PER_IMAGE = 32
+        VALIDATION_STEPS = 0
+
+    class DefaultConfig(Config):
+        NAME = "bench"
+        NUM_CLASSES = 81
+        GPU_COUNT = 1
+        IMAGES_PER_GPU = 2
+        BACKBONE = "resnet101"
+        VALIDATION_STEPS = 0
+
+    return {"small": SmallConfig, "default": DefaultConfig}
+
+
+def shapes_dataset(size, count=8):
+    """``count`` generated shapes images of ``size`` x ``size`` (seed 0), prepared."""
+    from mrcnn.datasets.synthetic import SyntheticShapesDataset
+    dataset = SyntheticShapesDataset()
+    dataset.load_shapes(count, size, size, seed=0)
+    dataset.prepare()
+    return dataset
+
+
+def peak_rss_gib():
+    """This process's peak resident memory so far (VmHWM), in GiB; None where /proc lacks it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2 ** 20
+    except OSError:
+        pass
+    return None

@@ -20,7 +20,8 @@ import statistics
 import tempfile
 import time
 
-from _common import backbone_step_anchor, has_bf16, machine, report, variants
+from _common import (backbone_step_anchor, has_bf16, machine, report, shapes_dataset,
+                     training_configs, variants)
 
 
 def main():
@@ -39,28 +40,6 @@ def main():
 
     import keras
     from mrcnn import model as modellib
-    from mrcnn.config import Config
-    from mrcnn.datasets.synthetic import SyntheticShapesDataset
-
-    class SmallConfig(Config):
-        NAME = "bench"
-        NUM_CLASSES = 4
-        GPU_COUNT = 1
-        IMAGES_PER_GPU = 2
-        BACKBONE = "resnet50"
-        IMAGE_MIN_DIM = 128
-        IMAGE_MAX_DIM = 128
-        RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
-        TRAIN_ROIS_PER_IMAGE = 32
-        VALIDATION_STEPS = 0
-
-    class DefaultConfig(Config):
-        NAME = "bench"
-        NUM_CLASSES = 81
-        GPU_COUNT = 1
-        IMAGES_PER_GPU = 2
-        BACKBONE = "resnet101"
-        VALIDATION_STEPS = 0
 
     class StepTimer(keras.callbacks.Callback):
         def __init__(self):
@@ -77,7 +56,7 @@ def main():
                   if args.precision == "auto" else args.precision.split(","))
     print(machine())
     anchor = report("anchor: bare ResNet-50 step, 2x128", backbone_step_anchor(args.repeats))
-    for name, cls in [("small", SmallConfig), ("default", DefaultConfig)]:
+    for name, cls in training_configs().items():
         if args.only and args.only != name:
             continue
         for precision, xla in variants(precisions, args.xla):
@@ -87,9 +66,7 @@ def main():
                 cfg.XLA = xla
                 cfg.STEPS_PER_EPOCH = 1 + args.warmup + args.repeats
                 size = int(cfg.IMAGE_SHAPE[0])
-                dataset = SyntheticShapesDataset()
-                dataset.load_shapes(8, size, size, seed=0)
-                dataset.prepare()
+                dataset = shapes_dataset(size)
                 model = modellib.MaskRCNN("training", cfg, tempfile.mkdtemp())
                 timer = StepTimer()
                 model.train(dataset, None, learning_rate=1e-3, epochs=1, layers=layers,
