@@ -217,8 +217,8 @@ def mask_agreement(masks1, masks2):
     from mrcnn.ops.boxes_np import compute_overlaps_masks
 
     ious = compute_overlaps_masks(masks1, masks2)
-    empty1 = ~np.asarray(masks1).reshape(-1, ious.shape[0]).any(axis=0)
-    empty2 = ~np.asarray(masks2).reshape(-1, ious.shape[1]).any(axis=0)
+    empty1 = ~np.asarray(masks1).any(axis=(0, 1))
+    empty2 = ~np.asarray(masks2).any(axis=(0, 1))
     ious[empty1[:, None] & empty2[None, :]] = 1.0
     return ious
 
