@@ -429,6 +429,22 @@ def test_mask_head_runs_on_real_detections_only_and_output_keeps_its_shape():
     assert LeadingRois(6).get_config()["count"] == 6
 
 
+def test_positive_rois_keep_the_leading_rows_that_hold_every_positive():
+    from mrcnn.layers.misc import PositiveRois
+    from mrcnn.ops import portable
+    rois = np.random.default_rng(1).random([2, 8, 4]).astype(np.float32)
+    ids = np.zeros([2, 8], np.int32)
+    ids[0, :2] = 3
+    ids[1, :5] = 1
+    np.testing.assert_array_equal(np.asarray(PositiveRois(6)([rois, ids])), rois[:, :5])
+    np.testing.assert_array_equal(np.asarray(PositiveRois(4)([rois, ids])), rois[:, :4])  # cap
+    # No positive anywhere: one row, never an empty batch for the mask head's convolutions.
+    np.testing.assert_array_equal(np.asarray(PositiveRois(6)([rois, 0 * ids])), rois[:, :1])
+    with portable.xla_static():
+        np.testing.assert_array_equal(np.asarray(PositiveRois(6)([rois, ids])), rois[:, :6])
+    assert PositiveRois(6).get_config()["count"] == 6
+
+
 def test_detect_masks_equal_the_mask_head_on_each_detection_box(tiny_inference_model):
     """Trimming the mask head's rows must not change any detection's mask."""
     model = tiny_inference_model

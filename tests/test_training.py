@@ -409,6 +409,46 @@ def test_random_rois_training_runs_and_uses_the_given_rois(run, datasets):
                                           batch["input_gt_masks"][i, :, :, g])
 
 
+def test_mask_head_on_the_positives_alone_gives_the_fixed_rows_loss_and_gradients(
+        datasets, tmp_path, monkeypatch):
+    """With frozen batch norm (TRAIN_BN False) the training mask head runs on the batch's
+    positive ROIs only (PositiveRois); its loss and gradients must equal those of the head over
+    the fixed int(T * ROI_POSITIVE_RATIO) leading rows (LeadingRois)."""
+    from mrcnn.layers.misc import PositiveRois, leading_rows
+    from mrcnn.model.graph import mask_roi_count
+    from mrcnn.training.losses import mrcnn_mask_loss
+
+    class FrozenBnRois(TinyConfig):
+        USE_RPN_ROIS = False  # the ground-truth boxes as the only ROIs: known positives
+
+    config = FrozenBnRois()
+    keras.utils.set_random_seed(4)
+    model = modellib.MaskRCNN("training", config, str(tmp_path)).keras_model
+    batch = MaskRCNNSequence(datasets[0], config, shuffle=False)[0]
+    batch["input_roi"][:] = 0
+    counts = (batch["input_gt_class_ids"] > 0).sum(axis=1)
+    for i, k in enumerate(counts):
+        batch["input_roi"][i, :k] = batch["input_gt_boxes"][i, :k]
+    head = [v for v in model.trainable_variables if "mrcnn_mask" in v.path]
+
+    def loss_and_grads():
+        with tf.GradientTape() as tape:
+            out = model(batch, training=True)
+            loss = mrcnn_mask_loss(out["target_mask"], out["target_class_ids"], out["mrcnn_mask"])
+        return int(out["mrcnn_mask"].shape[1]), float(loss), tape.gradient(loss, head)
+
+    rows, loss, grads = loss_and_grads()
+    assert rows == counts.max() < mask_roi_count(config), (rows, counts)
+    monkeypatch.setattr(PositiveRois, "call",
+                        lambda self, inputs: leading_rows(inputs[0], self.count))
+    fixed_rows, fixed_loss, fixed_grads = loss_and_grads()
+    assert fixed_rows == mask_roi_count(config)
+    assert loss > 0
+    np.testing.assert_allclose(loss, fixed_loss, rtol=1e-5)
+    for g, f in zip(grads, fixed_grads):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(f), rtol=1e-4, atol=1e-6)
+
+
 def test_image_without_ground_truth_gives_zero_box_and_mask_loss(run, datasets):
     from mrcnn.training.losses import compute_losses
     batch = MaskRCNNSequence(datasets[0], TrainConfig(), shuffle=False)[0]

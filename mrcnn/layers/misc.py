@@ -19,6 +19,29 @@ class NormBoxes(keras.layers.Layer):
         return input_shapes[0]
 
 
+def leading_row_count(real, cap=None):
+    """The number of leading rows that hold every real row of every image: the largest count of
+    True values in a row of ``real`` ([N, R] bool, real rows first in each image), at least 1
+    (oneDNN's CPU convolution mishandles an empty batch, see DetectionBoxes) and at most ``cap``.
+    Returns a scalar int32 tensor."""
+    n = tf.reduce_max(tf.reduce_sum(tf.cast(real, tf.int32), axis=1))
+    if cap is not None:
+        n = tf.minimum(n, cap)
+    return tf.maximum(n, 1)
+
+
+def leading_rows(x, count):
+    """[N, T, ...] -> [N, count, ...]: the first ``count`` rows of each image, zero rows appended
+    when T < count; the result has a static row count."""
+    x = x[:, :count]
+    pad = count - tf.shape(x)[1]
+    paddings = tf.concat([[[0, 0], [0, pad]], tf.zeros([tf.rank(x) - 2, 2], tf.int32)], 0)
+    out = tf.pad(x, paddings)
+    # A static annotation, not an EnsureShape op (TFLite has none).
+    out.set_shape((x.shape[0], count) + tuple(x.shape[2:]))
+    return out
+
+
 @keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionBoxes(keras.layers.Layer):
     """[N, D, 6] detections -> [N, n, 4] normalized boxes of their first n rows.
@@ -34,9 +57,7 @@ class DetectionBoxes(keras.layers.Layer):
     def call(self, detections):
         if portable.static():
             return detections[..., :4]  # all D rows, a static shape (XLA)
-        real = tf.cast(detections[..., 4] > 0, tf.int32)
-        n = tf.maximum(tf.reduce_max(tf.reduce_sum(real, axis=1)), 1)
-        return detections[:, :n, :4]
+        return detections[:, :leading_row_count(detections[..., 4] > 0), :4]
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], None, 4)
@@ -52,16 +73,43 @@ class LeadingRois(keras.layers.Layer):
         self.count = int(count)
 
     def call(self, x):
-        x = x[:, :self.count]
-        pad = self.count - tf.shape(x)[1]
-        paddings = tf.concat([[[0, 0], [0, pad]], tf.zeros([tf.rank(x) - 2, 2], tf.int32)], 0)
-        out = tf.pad(x, paddings)
-        # A static annotation, not an EnsureShape op (TFLite has none).
-        out.set_shape((x.shape[0], self.count) + tuple(x.shape[2:]))
-        return out
+        return leading_rows(x, self.count)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.count) + tuple(input_shape[2:])
+
+    def get_config(self):
+        config = super().get_config()
+        config["count"] = self.count
+        return config
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class PositiveRois(keras.layers.Layer):
+    """Inputs [rois [N, T, 4], target_class_ids [N, T]] -> rois [N, k, 4]: the leading rows that
+    hold every image's positive ROIs (class id > 0), at most ``count``.
+
+    DetectionTargetLayer puts each image's positives first (at most ``count`` of them), and the
+    mask loss only reads positive rows, so the mask head need not run on more: k is the largest
+    number of positives of any image in the batch (at least one row). Matterport's head runs on
+    all T rows; early in training, or on images with few objects, most of those are negatives.
+    Every mask head row is computed independently of the others only while its batch norm is
+    frozen, which is when the graph uses this layer (TRAIN_BN False). Under
+    ``portable.xla_static()`` the shape stays static: the first ``count`` rows.
+    """
+
+    def __init__(self, count, **kwargs):
+        super().__init__(**kwargs)
+        self.count = int(count)
+
+    def call(self, inputs):
+        rois, class_ids = inputs
+        if portable.static():
+            return leading_rows(rois, self.count)
+        return rois[:, :leading_row_count(class_ids > 0, self.count)]
+
+    def compute_output_shape(self, input_shapes):
+        return (input_shapes[0][0], None, input_shapes[0][2])
 
     def get_config(self):
         config = super().get_config()

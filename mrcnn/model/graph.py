@@ -15,7 +15,7 @@ from mrcnn.heads.rpn import apply_rpn, build_rpn_model
 from mrcnn.layers.anchors import AnchorsLayer
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.detection_targets import DetectionTargetLayer
-from mrcnn.layers.misc import DetectionBoxes, LeadingRois, NormBoxes
+from mrcnn.layers.misc import DetectionBoxes, LeadingRois, NormBoxes, PositiveRois
 from mrcnn.layers.proposals import ProposalLayer
 
 # Output names of each mode, in Matterport's order.
@@ -135,8 +135,15 @@ def build_graph(mode, config):
             config.FPN_CLASSIF_FC_LAYERS_SIZE, bn_momentum=config.BATCH_NORM_MOMENTUM)
         # The mask loss only sees positive ROIs, and DetectionTargetLayer puts them first (at
         # most int(T * ROI_POSITIVE_RATIO)), so the mask head runs on those rows alone: the same
-        # loss and gradients as Matterport's head over all T ROIs, at a third of the cost.
-        mask_rois = LeadingRois(mask_roi_count(config), name="mask_rois", dtype="float32")(rois)
+        # loss and gradients as Matterport's head over all T ROIs. With frozen batch norm its
+        # rows are independent, and it runs on the batch's positives only; a trained batch norm
+        # would take its statistics over whichever rows it is given, so it keeps a fixed count.
+        if config.TRAIN_BN:
+            mask_rois = LeadingRois(mask_roi_count(config), name="mask_rois",
+                                    dtype="float32")(rois)
+        else:
+            mask_rois = PositiveRois(mask_roi_count(config), name="mask_rois",
+                                     dtype="float32")([rois, target_class_ids])
         mask = build_fpn_mask_graph(mask_rois, head_maps, meta, config.MASK_POOL_SIZE,
                                     num_classes, config.TRAIN_BN, mask_channels,
                                     bn_momentum=config.BATCH_NORM_MOMENTUM)
