@@ -30,7 +30,7 @@ def main():
     parser.add_argument("--layers", default="heads,all")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps after the first")
-    parser.add_argument("--precision", default="float32",
+    parser.add_argument("--precision", default="auto",
                         help="comma-separated PRECISION values, or auto (float32, and "
                              "mixed_bfloat16 where the CPU has native bfloat16)")
     parser.add_argument("--xla", default="float32",
