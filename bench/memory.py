@@ -62,7 +62,10 @@ def child(name):
         _train(config, layers, 3 if config == "default" else 5)
     else:
         raise SystemExit("unknown workload %r" % name)
-    print("PEAK_RSS_GIB %.3f" % peak_rss_gib())
+    peak = peak_rss_gib()
+    if peak is None:
+        raise SystemExit("no VmHWM in /proc/self/status: peak memory is read on Linux only")
+    print("PEAK_RSS_GIB %.3f" % peak)
 
 
 def main():
