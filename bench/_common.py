@@ -140,6 +140,13 @@ def inference_configs():
     return {"default": DefaultConfig, "small": SmallConfig}
 
 
+def detect_image():
+    """The detect benchmarks' input: a 480x640 RGB uint8 image of uniform noise (seed 0), a
+    photo's size that molds to 1024 px (default config) or 256 px (small)."""
+    import numpy as np
+    return np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+
+
 def training_configs():
     """{"small": ResNet-50 at 128 px, 4 classes, "default": ResNet-101 at 1024 px, 81 classes}:
     the training configs the step and memory benchmarks share (batch 2, TRAIN_BN False as

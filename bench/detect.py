@@ -21,10 +21,8 @@ XLA = True (``--xla``, float32 by default; its first call includes XLA's compila
 import argparse
 import time
 
-import numpy as np
-
-from _common import (backbone_forward_anchor, has_bf16, inference_configs, machine, report,
-                     timed, variants)
+from _common import (backbone_forward_anchor, detect_image, has_bf16, inference_configs,
+                     machine, report, timed, variants)
 
 
 def main():
@@ -49,8 +47,7 @@ def main():
                   if args.precision == "auto" else args.precision.split(","))
     print(machine())
     anchor = report("anchor: bare ResNet-101 forward, 1024", backbone_forward_anchor(args.repeats))
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    image = detect_image()
     for name, cls in configs.items():
         if args.only and args.only != name:
             continue

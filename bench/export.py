@@ -17,10 +17,8 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import inference_configs, machine, report, timed  # noqa: E402
+from _common import detect_image, inference_configs, machine, report, timed  # noqa: E402
 
 
 def main():
@@ -36,7 +34,7 @@ def main():
 
     configs = inference_configs()
     print(machine())
-    image = np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    image = detect_image()
     for name in ("small", "default"):
         cls = configs[name]
         if args.only and args.only != name:

@@ -23,9 +23,7 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-
-from _common import (inference_configs, machine, peak_rss_gib, shapes_dataset,
+from _common import (detect_image, inference_configs, machine, peak_rss_gib, shapes_dataset,
                      training_configs)
 
 WORKLOADS = ("detect-default", "detect-default-bf16", "train-default-heads",
@@ -37,7 +35,7 @@ def _detect(precision):
     cfg = inference_configs()["default"]()
     cfg.PRECISION = precision
     model = modellib.MaskRCNN("inference", cfg, tempfile.mkdtemp())
-    image = np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    image = detect_image()
     for _ in range(4):
         result = model.detect([image])[0]
     assert len(result["scores"]) == cfg.DETECTION_MAX_INSTANCES

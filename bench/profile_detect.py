@@ -13,9 +13,8 @@ random image; ratios are to the bare ResNet-101 forward (bench/detect.py).
 import argparse
 import statistics
 
-import numpy as np
-
-from _common import backbone_forward_anchor, inference_configs, machine, report, timed
+from _common import (backbone_forward_anchor, detect_image, inference_configs, machine, report,
+                     timed)
 
 # (stage, the layers whose outputs end it)
 STAGES = [
@@ -49,7 +48,7 @@ def main():
     model = modellib.MaskRCNN("inference", cfg, "/tmp/mrcnn_bench")
     km = model.keras_model
     model._predict_function()  # makes the backbone's folded kernels (mrcnn.layers.conv)
-    image = np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    image = detect_image()
     molded, metas, windows = model.mold_inputs([image])
     feed = {"input_image": tf.constant(molded), "input_image_meta": tf.constant(metas)}
 

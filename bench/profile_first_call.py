@@ -20,9 +20,8 @@ import pstats
 import statistics
 import time
 
-import numpy as np
-
-from _common import backbone_forward_anchor, inference_configs, machine, report, timed
+from _common import (backbone_forward_anchor, detect_image, inference_configs, machine, report,
+                     timed)
 
 
 def main():
@@ -43,7 +42,7 @@ def main():
     start = time.perf_counter()
     model = modellib.MaskRCNN("inference", cfg, "/tmp/mrcnn_bench")
     build = time.perf_counter() - start
-    image = np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    image = detect_image()
     molded, metas, _ = model.mold_inputs([image])
     images = tf.convert_to_tensor(molded, tf.float32)
     metas = tf.convert_to_tensor(metas, tf.float32)

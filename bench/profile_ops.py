@@ -30,10 +30,8 @@ import time
 
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
-import numpy as np  # noqa: E402
-
-from _common import (inference_configs, machine, shapes_dataset,  # noqa: E402
-                     training_configs)
+from _common import (detect_image, inference_configs, machine,  # noqa: E402
+                     shapes_dataset, training_configs)
 
 # Stages by layer name; a layer that matches none (an unnamed Activation, Add, padding) belongs to
 # the stage of the layer that feeds it. Keras lists a training model's layers with the classifier
@@ -51,7 +49,7 @@ STAGE_RULES = [
 ]
 STAGES = [stage for _, stage in STAGE_RULES]
 OUTSIDE = "losses, optimizer, other"
-CONV_OPS = re.compile(r"Conv2D|Conv2DBackprop")
+CONV_OPS = re.compile(r"Conv2D")  # Conv2D, its fused forms, both backprops
 
 
 def layer_stages(keras_model):
@@ -111,7 +109,7 @@ def profile_detect(config_name, calls, logdir):
     import tensorflow as tf
     from mrcnn import model as modellib
     model = modellib.MaskRCNN("inference", inference_configs()[config_name](), tempfile.mkdtemp())
-    image = np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    image = detect_image()
     model.detect([image])
     tf.profiler.experimental.start(logdir)
     start = time.perf_counter()
