@@ -12,7 +12,9 @@ bare ResNet-50 forward + backward + SGD update on two 128x128 images, timed in t
 
 small: ResNet-50, 128x128, batch 2, 4 classes. default: ResNet-101, 1024x1024, batch 2, 81
 classes. TRAIN_BN False (Matterport's default). ``--precision`` and ``--xla`` as in
-bench/detect.py.
+bench/detect.py. ``--grads sparse,dense`` times each case twice in turn: with the RPN and FPN
+convolutions' sparse backward pass (mrcnn/layers/sparse_grad_conv.py, the default) and with
+autodiff's dense one.
 """
 
 import argparse
@@ -36,10 +38,16 @@ def main():
     parser.add_argument("--xla", default="float32",
                         help="comma-separated PRECISION values to run also with XLA = True "
                              "(empty: none)")
+    parser.add_argument("--grads", default="sparse",
+                        help="comma-separated: sparse (SparseGradConv2D's backward pass), dense "
+                             "(autodiff's, for comparison)")
     args = parser.parse_args()
 
     import keras
     from mrcnn import model as modellib
+    from mrcnn.layers.sparse_grad_conv import SparseGradConv2D
+
+    sparse_applies = SparseGradConv2D._sparse_grad_applies
 
     class StepTimer(keras.callbacks.Callback):
         def __init__(self):
@@ -60,7 +68,10 @@ def main():
         if args.only and args.only != name:
             continue
         for precision, xla in variants(precisions, args.xla):
-            for layers in args.layers.split(","):
+            for layers, grads in [(la, g) for la in args.layers.split(",")
+                                  for g in args.grads.split(",")]:
+                SparseGradConv2D._sparse_grad_applies = (
+                    sparse_applies if grads == "sparse" else lambda self: False)
                 cfg = cls()
                 cfg.PRECISION = precision
                 cfg.XLA = xla
@@ -71,8 +82,9 @@ def main():
                 timer = StepTimer()
                 model.train(dataset, None, learning_rate=1e-3, epochs=1, layers=layers,
                             custom_callbacks=[timer])
-                label = "train step %s (%s, %d px, batch 2), %s, %s%s" % (
-                    name, cfg.BACKBONE, size, layers, precision, ", XLA" if xla else "")
+                label = "train step %s (%s, %d px, batch 2), %s, %s%s%s" % (
+                    name, cfg.BACKBONE, size, layers, precision, ", XLA" if xla else "",
+                    ", dense grads" if grads == "dense" else "")
                 first, rest = timer.times[0], timer.times[1 + args.warmup:]
                 print("%-60s first step %.2f s (%.1f x anchor)" % (label, first, first / anchor))
                 report(label, rest)

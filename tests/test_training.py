@@ -890,3 +890,46 @@ def test_frozen_layers_read_fresh_folds_after_an_all_layers_run(tmp_path):
     np.testing.assert_allclose(cached[0], plain[0], rtol=1e-5)
     for a, b in zip(cached[1], plain[1]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_sparse_backward_of_rpn_and_fpn_convs_gives_autodiffs_gradients(datasets, tmp_path,
+                                                                        monkeypatch):
+    """The RPN's shared conv and the FPN's 3x3 convs (SparseGradConv2D) compute their backward
+    pass from the positions the losses reach; every trainable variable's gradient of the total
+    loss must be the one of autodiff's dense backward pass, and the sparse rows must have run."""
+    from mrcnn.layers import sparse_grad_conv
+    from mrcnn.layers.sparse_grad_conv import SparseGradConv2D
+    from mrcnn.training.losses import compute_losses
+
+    config = TinyConfig()
+    keras.utils.set_random_seed(5)
+    model = modellib.MaskRCNN("training", config, str(tmp_path)).keras_model
+    batch = MaskRCNNSequence(datasets[0], config, shuffle=False)[0]
+    sparse_calls = []
+    original = sparse_grad_conv._sparse_grads
+    monkeypatch.setattr(sparse_grad_conv, "_sparse_grads",
+                        lambda *a: sparse_calls.append(1) or original(*a))
+
+    def loss_and_grads():
+        keras.utils.set_random_seed(11)  # the same ROI sampling in both runs
+        with tf.GradientTape() as tape:
+            out = model(batch, training=True)
+            loss = tf.add_n(list(compute_losses(batch, out,
+                                                batch["input_image_meta"][:, 12:]).values()))
+        return float(loss), tape.gradient(loss, model.trainable_variables)
+
+    loss, grads = loss_and_grads()
+    assert sparse_calls, "no sparse backward ran"
+    monkeypatch.setattr(SparseGradConv2D, "_sparse_grad_applies", lambda self: False)
+    dense_loss, dense_grads = loss_and_grads()
+    assert loss == dense_loss
+    checked = set()
+    for v, g, d in zip(model.trainable_variables, grads, dense_grads):
+        if d is None:
+            assert g is None, v.path
+            continue
+        scale = float(np.abs(d).max())
+        np.testing.assert_allclose(np.asarray(g), np.asarray(d), rtol=1e-4,
+                                   atol=1e-5 * max(scale, 1e-6), err_msg=v.path)
+        checked.add(owner(v.path))
+    assert {"rpn_conv_shared", "fpn_p2", "fpn_c2p2", "res2a_branch2a"} <= checked, checked

@@ -3,6 +3,7 @@
 from keras import layers
 
 from mrcnn.layers.misc import Upsample2x
+from mrcnn.layers.sparse_grad_conv import SparseGradConv2D
 
 
 def build_fpn(c2, c3, c4, c5, pyramid_size):
@@ -22,9 +23,9 @@ def build_fpn(c2, c3, c4, c5, pyramid_size):
     p2 = layers.Add(name="fpn_p2add")([
         Upsample2x(name="fpn_p3upsampled")(p3),
         layers.Conv2D(pyramid_size, 1, name="fpn_c2p2")(c2)])
-    p2 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p2")(p2)
-    p3 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p3")(p3)
-    p4 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p4")(p4)
-    p5 = layers.Conv2D(pyramid_size, 3, padding="same", name="fpn_p5")(p5)
+    p2 = SparseGradConv2D(pyramid_size, 3, padding="same", name="fpn_p2")(p2)
+    p3 = SparseGradConv2D(pyramid_size, 3, padding="same", name="fpn_p3")(p3)
+    p4 = SparseGradConv2D(pyramid_size, 3, padding="same", name="fpn_p4")(p4)
+    p5 = SparseGradConv2D(pyramid_size, 3, padding="same", name="fpn_p5")(p5)
     p6 = layers.MaxPooling2D(pool_size=1, strides=2, name="fpn_p6")(p5)
     return [p2, p3, p4, p5, p6]

@@ -6,6 +6,8 @@ Axes: N images, A anchors (all levels concatenated, ordered as ``mrcnn.anchors``
 import keras
 from keras import layers
 
+from mrcnn.layers.sparse_grad_conv import SparseGradConv2D
+
 
 def build_rpn_model(anchor_stride, anchors_per_location, depth):
     """The RPN as a Keras model named ``rpn_model`` (Matterport's nested-model layout).
@@ -16,8 +18,8 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth):
     (dy, dx, log(dh), log(dw)) divided by RPN_BBOX_STD_DEV.
     """
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
-    shared = layers.Conv2D(512, 3, padding="same", activation="relu", strides=anchor_stride,
-                           name="rpn_conv_shared")(feature_map)
+    shared = SparseGradConv2D(512, 3, padding="same", activation="relu", strides=anchor_stride,
+                              name="rpn_conv_shared")(feature_map)
     x = layers.Conv2D(2 * anchors_per_location, 1, name="rpn_class_raw")(shared)
     rpn_class_logits = layers.Reshape((-1, 2))(x)
     rpn_probs = layers.Activation("softmax", name="rpn_probs", dtype="float32")(rpn_class_logits)
