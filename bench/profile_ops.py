@@ -105,10 +105,12 @@ def read_trace(logdir):
     return ops
 
 
-def profile_detect(config_name, calls, logdir):
+def profile_detect(config_name, calls, logdir, precision):
     import tensorflow as tf
     from mrcnn import model as modellib
-    model = modellib.MaskRCNN("inference", inference_configs()[config_name](), tempfile.mkdtemp())
+    cfg = inference_configs()[config_name]()
+    cfg.PRECISION = precision
+    model = modellib.MaskRCNN("inference", cfg, tempfile.mkdtemp())
     image = detect_image()
     model.detect([image])
     tf.profiler.experimental.start(logdir)
@@ -120,7 +122,7 @@ def profile_detect(config_name, calls, logdir):
     return model.keras_model, wall
 
 
-def profile_train(config_name, layers, calls, logdir):
+def profile_train(config_name, layers, calls, logdir, precision):
     import keras
     import tensorflow as tf
     from mrcnn import model as modellib
@@ -139,6 +141,7 @@ def profile_train(config_name, layers, calls, logdir):
                 tf.profiler.experimental.stop()
 
     cfg = training_configs()[config_name]()
+    cfg.PRECISION = precision
     cfg.STEPS_PER_EPOCH = Profile.first + calls
     model = modellib.MaskRCNN("training", cfg, tempfile.mkdtemp())
     profile = Profile()
@@ -153,6 +156,7 @@ def main():
     parser.add_argument("--only", choices=["default", "small"], default="default")
     parser.add_argument("--layers", choices=["heads", "all"], default="heads",
                         help="with --work train")
+    parser.add_argument("--precision", default="float32", help="Config.PRECISION")
     parser.add_argument("--calls", type=int, default=3, help="calls or steps profiled")
     parser.add_argument("--top", type=int, default=12, help="op types and ops listed")
     parser.add_argument("--trace", help="summarize this earlier run's profile directory (the "
@@ -164,7 +168,7 @@ def main():
     print(machine())
     print("TF_NUM_INTEROP_THREADS=%s" % os.environ["TF_NUM_INTEROP_THREADS"])
     label = ("detect %s" % args.only if args.work == "detect"
-             else "train step %s, %s" % (args.only, args.layers))
+             else "train step %s, %s" % (args.only, args.layers)) + ", " + args.precision
     if args.trace:
         from mrcnn import model as modellib
         configs = inference_configs() if args.work == "detect" else training_configs()
@@ -175,9 +179,10 @@ def main():
         logdir = tempfile.mkdtemp(prefix="mrcnn_profile_")
         print("profile in %s" % logdir)
         if args.work == "detect":
-            keras_model, wall = profile_detect(args.only, args.calls, logdir)
+            keras_model, wall = profile_detect(args.only, args.calls, logdir, args.precision)
         else:
-            keras_model, wall = profile_train(args.only, args.layers, args.calls, logdir)
+            keras_model, wall = profile_train(args.only, args.layers, args.calls, logdir,
+                                              args.precision)
     ops = read_trace(logdir)
     stages = layer_stages(keras_model)
     n = args.calls
