@@ -44,28 +44,46 @@ def proposals(probs, deltas, anchors, count, nms_threshold, pre_nms_limit, std):
     return out
 
 
-def crop_and_resize(image, box, size):
-    """TensorFlow's crop_and_resize (bilinear, extrapolation 0) for one box: image [H, W, C]."""
-    h, w, c = image.shape
+def _bilinear_samples(h, w, box, size):
+    """TensorFlow's crop_and_resize sample points for one box on an h x w image: (i, j, top,
+    bottom, left, right, y_lerp, x_lerp) for every crop pixel (i, j) that falls inside."""
     ch, cw = size
     y1, x1, y2, x2 = box
-    out = np.zeros((ch, cw, c), np.float64)
     for i in range(ch):
         y = y1 * (h - 1) + i * (y2 - y1) * (h - 1) / (ch - 1) if ch > 1 else 0.5 * (y1 + y2) * (h - 1)
         if y < 0 or y > h - 1:
             continue
         t, b = int(np.floor(y)), int(np.ceil(y))
-        ly = y - t
         for j in range(cw):
             x = x1 * (w - 1) + j * (x2 - x1) * (w - 1) / (cw - 1) if cw > 1 else 0.5 * (x1 + x2) * (w - 1)
             if x < 0 or x > w - 1:
                 continue
             left, right = int(np.floor(x)), int(np.ceil(x))
-            lx = x - left
-            top = image[t, left] + (image[t, right] - image[t, left]) * lx
-            bottom = image[b, left] + (image[b, right] - image[b, left]) * lx
-            out[i, j] = top + (bottom - top) * ly
+            yield i, j, t, b, left, right, y - t, x - left
+
+
+def crop_and_resize(image, box, size):
+    """TensorFlow's crop_and_resize (bilinear, extrapolation 0) for one box: image [H, W, C]."""
+    h, w, c = image.shape
+    out = np.zeros(tuple(size) + (c,), np.float64)
+    for i, j, t, b, left, right, ly, lx in _bilinear_samples(h, w, box, size):
+        top = image[t, left] + (image[t, right] - image[t, left]) * lx
+        bottom = image[b, left] + (image[b, right] - image[b, left]) * lx
+        out[i, j] = top + (bottom - top) * ly
     return out
+
+
+def crop_and_resize_image_grad(image_shape, box, size, dy):
+    """Gradient of sum(crop_and_resize(image, box, size) * dy) with respect to image [H, W, C]:
+    every sample's upstream value spread over its four neighbours by the bilinear weights."""
+    h, w, c = image_shape
+    grad = np.zeros((h, w, c), np.float64)
+    for i, j, t, b, left, right, ly, lx in _bilinear_samples(h, w, box, size):
+        grad[t, left] += (1 - ly) * (1 - lx) * dy[i, j]
+        grad[t, right] += (1 - ly) * lx * dy[i, j]
+        grad[b, left] += ly * (1 - lx) * dy[i, j]
+        grad[b, right] += ly * lx * dy[i, j]
+    return grad
 
 
 def roi_level(box, image_shape):

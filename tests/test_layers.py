@@ -10,7 +10,7 @@ from mrcnn.layers.anchors import AnchorsLayer, pyramid_anchors_tf
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.detection_targets import DetectionTargetLayer
 from mrcnn.layers.proposals import ProposalLayer
-from mrcnn.layers.roi_align import PyramidROIAlign
+from mrcnn.layers.roi_align import PyramidROIAlign, crop_and_resize_summed_grad
 from mrcnn.ops import boxes as tfboxes
 from mrcnn.ops import boxes_np
 
@@ -83,6 +83,68 @@ def test_pyramid_roi_align_matches_reference(image_shape):
     levels = {ref.roi_level(b, (h, w)) for b in boxes.reshape(-1, 4)}
     assert len(levels) >= 3
     np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+def _crop_grads(crop, image, boxes, box_indices, size, dy):
+    image = tf.constant(image)
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        crops = crop(image, boxes, box_indices, size)
+        loss = tf.reduce_sum(crops * dy)
+    return crops.numpy(), tape.gradient(loss, image).numpy()
+
+
+@pytest.mark.parametrize("size", [(7, 7), (5, 4), (1, 1), (14, 14)])
+def test_crop_and_resize_summed_grad_loses_no_update(size):
+    """Forward: TensorFlow's kernel. Gradient to the image: the NumPy adjoint, with 400 boxes
+    piled on the same pixels of two images (where TensorFlow's threaded CPU gradient loses
+    additions) and some boxes partly outside the image; and the same bits on every run."""
+    rng = np.random.default_rng(7)
+    n = 400  # enough work per call that TensorFlow's kernel runs on several threads
+    image = rng.normal(size=(2, 16, 20, 64)).astype(np.float32)
+    centers = rng.uniform(0.35, 0.55, size=(n, 2))
+    halves = rng.uniform(0.05, 0.4, size=(n, 2))
+    boxes = np.concatenate([centers - halves, centers + halves], axis=1).astype(np.float32)
+    boxes[:3] = [[-0.2, 0.1, 0.5, 0.6], [0.5, 0.7, 1.3, 1.1], [0.2, -0.5, 0.4, -0.1]]
+    box_indices = rng.integers(0, 2, n).astype(np.int32)
+    dy = rng.normal(size=(n,) + size + (64,)).astype(np.float32)
+    crops, grad = _crop_grads(crop_and_resize_summed_grad, image, boxes, box_indices, size, dy)
+    np.testing.assert_array_equal(
+        crops, tf.image.crop_and_resize(image, boxes, box_indices, size).numpy())
+    expected = np.zeros(image.shape)
+    for k in range(len(boxes)):
+        expected[box_indices[k]] += ref.crop_and_resize_image_grad(image.shape[1:], boxes[k],
+                                                                    size, dy[k])
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-3)
+    again = [_crop_grads(crop_and_resize_summed_grad, image, boxes, box_indices, size, dy)[1]
+             for _ in range(3)]
+    assert all(np.array_equal(grad, g) for g in again)
+
+
+def test_pyramid_roi_align_training_gradient_matches_reference():
+    """In training calls the feature maps' gradient is the NumPy adjoint over every level."""
+    rng = np.random.default_rng(8)
+    h, w = 256, 256
+    maps = [tf.constant(rng.normal(size=(2, h // s, w // s, 2)).astype(np.float32))
+            for s in (4, 8, 16, 32)]
+    boxes = random_boxes(rng, 2 * 40, min_size=0.02).reshape(2, 40, 4)
+    boxes[0, :20] = [0.2, 0.2, 0.3, 0.3]   # twenty boxes on the same P2 pixels
+    meta = _meta(2, (h, w, 3), (0, 0, h, w))
+    dy = rng.normal(size=(2, 40, 3, 3, 2)).astype(np.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(maps)
+        out = PyramidROIAlign((3, 3))([boxes, meta] + maps, training=True)
+        loss = tf.reduce_sum(out * dy)
+    grads = tape.gradient(loss, maps)
+    expected = [np.zeros(m.shape) for m in maps]
+    for i in range(2):
+        for k in range(40):
+            level = ref.roi_level(boxes[i, k], (h, w))
+            expected[level - 2][i] += ref.crop_and_resize_image_grad(
+                maps[level - 2].shape[1:], boxes[i, k], (3, 3), dy[i, k])
+    assert len({ref.roi_level(b, (h, w)) for b in boxes.reshape(-1, 4)}) >= 3
+    for g, e in zip(grads, expected):
+        np.testing.assert_allclose(g.numpy(), e, rtol=1e-4, atol=1e-4)
 
 
 def test_detection_layer_matches_reference():

@@ -32,10 +32,12 @@ def numpy_conv_and_grads(x, kernel, dy):
 
 
 def sparse_output_grad(rng, shape, density):
-    """[N, H, W, O] normal values on a random share ``density`` of the positions, zero elsewhere
-    (every channel of a kept position non-zero, as the RPN's sampled anchors give)."""
+    """[N, H, W, O] normal values on a random share ``density`` of the positions, zero elsewhere;
+    within a kept position about a third of the channels are zero too (what a ReLU leaves), so a
+    row must count as non-zero by any of its channels."""
     keep = rng.random(shape[:3]) < density
-    return (rng.normal(size=shape) * keep[..., None]).astype(np.float32)
+    channels = rng.random(shape) < 0.67
+    return (rng.normal(size=shape) * keep[..., None] * channels).astype(np.float32)
 
 
 def tf_conv_and_grads(fn, x, kernel, dy, dtype=tf.float32):
@@ -99,17 +101,58 @@ def test_sparse_rows_are_the_branch_taken_and_agree_with_autodiff(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [tf.bfloat16, tf.float16])
-def test_mixed_precision_gradients_follow_float32(dtype):
+@pytest.mark.parametrize("fraction", [0.0, 1.0])
+def test_half_precision_gradients_follow_autodiffs_in_the_same_dtype(dtype, fraction):
+    """In bfloat16 and float16, either branch against autodiff's gradients in that dtype (the
+    sparse rows sum into the input's gradient in float32, so they may be the closer to float32)."""
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 12, 12, 8)).astype(np.float32)
     kernel = (rng.normal(size=(3, 3, 8, 16)) * 0.3).astype(np.float32)
     dy = sparse_output_grad(rng, (2, 12, 12, 16), 0.05)
-    low = tf_conv_and_grads(conv2d_sparse_grad, x, kernel, dy, dtype)
-    full = tf_conv_and_grads(conv2d_sparse_grad, x, kernel, dy)
-    for a, b in zip(low, full):
+    ours = tf_conv_and_grads(lambda a, b: conv2d_sparse_grad(a, b, sparse_fraction=fraction),
+                             x, kernel, dy, dtype)
+    autodiff = tf_conv_and_grads(lambda a, b: tf.nn.conv2d(a, b, 1, "SAME"), x, kernel, dy, dtype)
+    eps = 2.0 ** -7 if dtype == tf.bfloat16 else 2.0 ** -10
+    for a, b in zip(ours, autodiff):
         scale = np.abs(b).max()
         assert scale > 0
-        np.testing.assert_allclose(a / scale, b / scale, atol=0.03)
+        np.testing.assert_allclose(a / scale, b / scale, atol=4 * eps)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_output_gradient_reaches_both_gradients(bad):
+    """A NaN or Inf in the output gradient (a float16 loss-scale overflow) is a non-zero row: both
+    gradients turn non-finite as autodiff's do, so a loss-scale optimizer still skips the step."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1, 16, 16, 4)).astype(np.float32)
+    kernel = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
+    dy = np.zeros((1, 16, 16, 5), np.float32)
+    dy[0, 7, 9, 2] = bad
+    _, dx, dk = tf_conv_and_grads(conv2d_sparse_grad, x, kernel, dy)
+    _, ref_dx, ref_dk = tf_conv_and_grads(lambda a, b: tf.nn.conv2d(a, b, 1, "SAME"),
+                                          x, kernel, dy)
+    np.testing.assert_array_equal(np.isfinite(dx), np.isfinite(ref_dx))
+    np.testing.assert_array_equal(np.isfinite(dk), np.isfinite(ref_dk))
+    assert not np.isfinite(dk).all() and not np.isfinite(dx).all()
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_layer_under_a_mixed_policy_matches_conv2d(policy):
+    """Under a Keras mixed policy the layer reads its float32 kernel in the compute dtype, as
+    Conv2D does: same outputs, and kernel and bias gradients in float32 equal to Conv2D's."""
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        ours, plain, x = _layer_pair()
+        got, want = _output_and_grads(ours, x, True), _output_and_grads(plain, x, True)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+    assert ours.kernel.dtype == "float32" and got[0].dtype == want[0].dtype
+    eps = 2.0 ** -7 if policy == "mixed_bfloat16" else 2.0 ** -10
+    for a, b in zip(got, want):
+        scale = float(np.abs(np.asarray(b, np.float32)).max())
+        np.testing.assert_allclose(np.asarray(a, np.float32) / scale,
+                                   np.asarray(b, np.float32) / scale, atol=4 * eps)
 
 
 def test_even_kernel_is_refused():
@@ -132,7 +175,7 @@ def _output_and_grads(layer, x, training):
         tape.watch(x)
         y = layer(x, training=training)
         # Only a few positions carry loss, as the RPN's sampled anchors do.
-        loss = tf.reduce_sum(y[:, 2:4, 5:6] * tf.range(1.0, 7.0))
+        loss = tf.reduce_sum(tf.cast(y[:, 2:4, 5:6], tf.float32) * tf.range(1.0, 7.0))
     grads = tape.gradient(loss, [x] + layer.trainable_variables)
     return [np.asarray(t) for t in [y] + grads]
 
@@ -143,10 +186,10 @@ def test_layer_matches_conv2d_in_training_and_inference(monkeypatch):
     original = sparse_grad_conv.conv2d_sparse_grad
     monkeypatch.setattr(sparse_grad_conv, "conv2d_sparse_grad",
                         lambda *a: calls.append(1) or original(*a))
-    for training in (True, False):
+    for training in (True, False, None):
         calls.clear()
         got, want = _output_and_grads(ours, x, training), _output_and_grads(plain, x, training)
-        assert bool(calls) == training
+        assert bool(calls) == bool(training)
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 

@@ -9,20 +9,17 @@ import tensorflow as tf
 from mrcnn.ops import portable
 
 
-def gather_crop_and_resize(image, boxes, box_indices, crop_size):
-    """``tf.image.crop_and_resize`` (bilinear, extrapolation 0) out of gathers and arithmetic.
+def _bilinear_taps(image_shape, boxes, box_indices, crop_size):
+    """Where ``tf.image.crop_and_resize`` (bilinear) samples, as TensorFlow's kernel computes it.
 
-    TFLite has no builtin CropAndResize; this form uses only builtin ops (GATHER, FLOOR, ...),
-    so a converted model runs in any TFLite interpreter. It follows TensorFlow's kernel step for
-    step (the same sample positions, the same lerp order in float32), so both give the same
-    numbers.
-    image: [B, H, W, C] float32. boxes: [n, 4] normalized (y1, x1, y2, x2).
-    box_indices: int32 [n], the image of each box. crop_size: (ch, cw) Python ints.
-    Returns: [n, ch, cw, C] float32.
+    image_shape: [4] int32 (B, H, W, C). boxes: [n, 4] normalized. box_indices: int32 [n].
+    Returns rows0, rows1 (int32 [n, ch]: flat row of the upper and lower neighbours in an image
+    reshaped to [B*H*W, C], column not added), cols0, cols1 (int32 [n, cw]), y_lerp [n, ch, 1, 1],
+    x_lerp [n, 1, cw, 1] and valid [n, ch, cw] (0 where the sample falls outside the image, whose
+    crop value is the extrapolation value 0).
     """
     ch, cw = int(crop_size[0]), int(crop_size[1])
-    shape = tf.shape(image)
-    b, h, w, c = shape[0], shape[1], shape[2], shape[3]
+    h, w = image_shape[1], image_shape[2]
     hm1, wm1 = tf.cast(h - 1, tf.float32), tf.cast(w - 1, tf.float32)
     y1, x1, y2, x2 = [boxes[:, i:i + 1] for i in range(4)]
 
@@ -47,7 +44,24 @@ def gather_crop_and_resize(image, boxes, box_indices, crop_size):
     x0, x1i = index(left, w), index(tf.math.ceil(in_x), w)
     base = (tf.cast(box_indices, tf.int32) * h)[:, None]
     rows0, rows1 = (base + y0) * w, (base + y1i) * w          # [n, ch]
-    flat = tf.reshape(image, tf.stack([b * h * w, c]))
+    return rows0, rows1, x0, x1i, y_lerp, x_lerp, valid
+
+
+def gather_crop_and_resize(image, boxes, box_indices, crop_size):
+    """``tf.image.crop_and_resize`` (bilinear, extrapolation 0) out of gathers and arithmetic.
+
+    TFLite has no builtin CropAndResize; this form uses only builtin ops (GATHER, FLOOR, ...),
+    so a converted model runs in any TFLite interpreter. It follows TensorFlow's kernel step for
+    step (the same sample positions, the same lerp order in float32), so both give the same
+    numbers.
+    image: [B, H, W, C] float32. boxes: [n, 4] normalized (y1, x1, y2, x2).
+    box_indices: int32 [n], the image of each box. crop_size: (ch, cw) Python ints.
+    Returns: [n, ch, cw, C] float32.
+    """
+    shape = tf.shape(image)
+    rows0, rows1, x0, x1i, y_lerp, x_lerp, valid = _bilinear_taps(
+        shape, boxes, box_indices, crop_size)
+    flat = tf.reshape(image, tf.stack([shape[0] * shape[1] * shape[2], shape[3]]))
 
     def pick(rows, cols):
         return tf.gather(flat, rows[:, :, None] + cols[:, None, :])   # [n, ch, cw, C]
@@ -57,6 +71,43 @@ def gather_crop_and_resize(image, boxes, box_indices, crop_size):
     upper = top_left + (top_right - top_left) * x_lerp
     lower = bottom_left + (bottom_right - bottom_left) * x_lerp
     return (upper + (lower - upper) * y_lerp) * valid[:, :, :, None]
+
+
+def crop_and_resize_summed_grad(image, boxes, box_indices, crop_size):
+    """``tf.image.crop_and_resize`` (bilinear) whose gradient to ``image`` loses no update.
+
+    TensorFlow's CPU kernel for that gradient (CropAndResizeGradImage) splits the boxes among
+    threads that add into the same output without synchronization, so where boxes of two threads
+    sample the same pixels some additions are lost: in a tiny model's training step, gradients
+    of the FPN and backbone then differed by up to 8% from one run to the next (unless op
+    determinism is on, which serializes it). This gradient adds every sample's four bilinear shares
+    with one ``scatter_nd``, whose CPU kernel sums duplicate indices on one thread. Forward values are TensorFlow's kernel's; there is no
+    gradient to the boxes (ROI align stops it, as Matterport's does).
+    image: [B, H, W, C] float32. boxes: [n, 4] normalized. box_indices: int32 [n].
+    Returns: [n, ch, cw, C] float32.
+    """
+    @tf.custom_gradient
+    def crop(image):
+        def grad(dy):
+            shape = tf.shape(image)
+            rows0, rows1, x0, x1i, y_lerp, x_lerp, valid = _bilinear_taps(
+                shape, boxes, box_indices, crop_size)
+            dy = dy * valid[:, :, :, None]
+            upper, lower = dy * (1.0 - y_lerp), dy * y_lerp
+            updates = tf.concat([upper * (1.0 - x_lerp), upper * x_lerp,
+                                 lower * (1.0 - x_lerp), lower * x_lerp], axis=0)
+            where = tf.concat([rows0[:, :, None] + x0[:, None, :],
+                               rows0[:, :, None] + x1i[:, None, :],
+                               rows1[:, :, None] + x0[:, None, :],
+                               rows1[:, :, None] + x1i[:, None, :]], axis=0)
+            pixels = shape[0] * shape[1] * shape[2]
+            summed = tf.scatter_nd(tf.reshape(where, [-1, 1]),
+                                   tf.reshape(updates, tf.stack([-1, shape[3]])),
+                                   tf.stack([pixels, shape[3]]))
+            return tf.reshape(summed, shape)
+        return tf.image.crop_and_resize(image, boxes, box_indices, crop_size), grad
+
+    return crop(image)
 
 
 def roi_levels(boxes, image_shape):
@@ -76,13 +127,14 @@ def roi_levels(boxes, image_shape):
     return tf.clip_by_value(level, 2, 5)
 
 
-def pyramid_roi_align(boxes, feature_maps, image_shape, pool_size):
+def pyramid_roi_align(boxes, feature_maps, image_shape, pool_size, training=False):
     """Crop-and-resize every box from the pyramid level its size selects.
 
     boxes: [N, R, 4] normalized float32 (zero rows are padding; they are pooled too).
     feature_maps: list of 4 tensors [N, h_l, w_l, C] for P2..P5.
     image_shape: (h, w) of the molded image, used for the level rule.
     pool_size: (ph, pw).
+    training: crops take ``crop_and_resize_summed_grad``'s gradient (no lost updates).
     Returns: [N, R, ph, pw, C] pooled features in the order of ``boxes``.
     """
     boxes = tf.stop_gradient(tf.cast(boxes, tf.float32))
@@ -91,7 +143,10 @@ def pyramid_roi_align(boxes, feature_maps, image_shape, pool_size):
     flat_boxes = tf.reshape(boxes, [-1, 4])
     box_image = tf.repeat(tf.range(n), r)
     levels = roi_levels(flat_boxes, image_shape)
-    crop = gather_crop_and_resize if portable.gathered_crops() else tf.image.crop_and_resize
+    if portable.gathered_crops():
+        crop = gather_crop_and_resize
+    else:
+        crop = crop_and_resize_summed_grad if training else tf.image.crop_and_resize
     if portable.static():
         # Static shapes (XLA): every box is pooled from every level, and each keeps its own
         # level's crop. Four times the crops, which cost little beside the heads.
@@ -133,11 +188,12 @@ class PyramidROIAlign(keras.layers.Layer):
         super().__init__(**kwargs)
         self.pool_shape = tuple(int(v) for v in pool_shape)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         boxes, image_meta = inputs[0], inputs[1]
         # Every image of a batch is molded to the same shape; meta[4:6] holds it (h, w).
         image_shape = tf.cast(image_meta[0, 4:6], tf.float32)
-        return pyramid_roi_align(boxes, list(inputs[2:6]), image_shape, self.pool_shape)
+        return pyramid_roi_align(boxes, list(inputs[2:6]), image_shape, self.pool_shape,
+                                 training=bool(training))
 
     def compute_output_shape(self, input_shapes):
         boxes, fmap = input_shapes[0], input_shapes[2]

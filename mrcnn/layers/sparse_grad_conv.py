@@ -5,19 +5,23 @@ of every anchor of every level, so the gradient reaching ``rpn_conv_shared``'s o
 everywhere but at those anchors' positions: at 1024 px, at most 256 of the 87,296 positions per
 image. Autodiff still computes the convolution's two backward products (to its input and to its
 kernel) over the whole map, twice the forward's arithmetic, about 200 G multiply-adds per image.
-The gradient reaching the FPN's 3x3 convolutions is as sparse where it comes only from sampled
-anchors and pooled ROIs.
+The gradient reaching the FPN's 3x3 convolutions is sparse too, less so: it covers those anchors'
+3x3 neighbourhoods and the pooled ROIs' footprints (2-7% of the positions at 1024 px, most of
+them at 128 px).
 
 ``conv2d_sparse_grad`` computes the same convolution forward and, backward, the same gradients
-from the rows of positions whose output gradient has a non-zero value: with ``K`` such positions
-(found at run time), the kernel's gradient is ``patches[K, kh*kw*Cin]^T @ dy[K, Cout]`` and the
-input's gradient is ``dy @ kernel^T`` scattered back onto the input's positions. It is exact: a
-position left out contributes zero to both sums. Where the gradient is dense (more than
-``SPARSE_FRACTION`` of the positions), it runs TensorFlow's own backward kernels.
+from the rows of positions whose output gradient has a non-zero value (NaN and Inf count as
+non-zero): with ``K`` such positions, found at run time, the kernel's gradient is
+``patches[K, kh*kw*Cin]^T @ dy[K, Cout]`` and the input's gradient is ``dy @ kernel^T`` scattered
+back onto the input's positions. For finite inputs and kernels it is exact: a position left out
+contributes zero to both sums. (Autodiff multiplies those zeros by the input too, so an Inf in the
+input where no gradient arrives makes its kernel gradient NaN, and this one's not.) Where more than
+``SPARSE_FRACTION`` of the positions carry gradient it runs TensorFlow's own backward kernels.
 
 Only stride 1, dilation 1 and ``"same"`` padding with odd kernel sizes take this path, and only in
-training calls outside ``mrcnn.ops.portable.xla_static()`` (``tf.where`` has a data-dependent
-shape); anything else is an ordinary ``keras.layers.Conv2D``.
+training calls traced outside ``mrcnn.ops.portable.xla_static()``: XLA sizes ``tf.where``'s output
+for every position, which would make the sparse rows cost as much as the dense kernels. Anything
+else is an ordinary ``keras.layers.Conv2D``.
 """
 
 import keras
@@ -25,7 +29,10 @@ import tensorflow as tf
 
 from mrcnn.ops import portable
 
-# Above this share of non-zero positions, the gathers cost more than the dense kernels save.
+# The sparse rows stay faster than the dense kernels up to 80-90% of the positions on a CPU
+# (bench/sparse_grad_conv.py: 0.40 of the dense time at 35%, 0.56 at 50%), but their gathered
+# patches take K * kh*kw*Cin values twice over, which the dense kernels do not need: at 35% and
+# the FPN's P2 at 1024 px (batch 2) that is 0.85 GB in float32. This bound keeps that moderate.
 SPARSE_FRACTION = 0.35
 
 
@@ -51,10 +58,13 @@ def _sparse_grads(x, kernel, dy, rows):
     flat_kernel = tf.reshape(kernel, [kh * kw * cin, cout])
     dk = tf.reshape(tf.matmul(patches, dy_rows, transpose_a=True), tf.shape(kernel))
     d_patches = tf.matmul(dy_rows, flat_kernel, transpose_b=True)
-    d_padded = tf.scatter_nd(tf.reshape(where, [-1, 3]), tf.reshape(d_patches, [-1, cin]),
+    # Up to kh*kw rows add into one input value: sum them in float32, as the dense kernels do,
+    # and round once to a half-precision input's dtype.
+    d_padded = tf.scatter_nd(tf.reshape(where, [-1, 3]),
+                             tf.cast(tf.reshape(d_patches, [-1, cin]), tf.float32),
                              tf.shape(padded, out_type=tf.int64))
     shape = tf.shape(x)
-    dx = d_padded[:, ph:ph + shape[1], pw:pw + shape[2], :]
+    dx = tf.cast(d_padded[:, ph:ph + shape[1], pw:pw + shape[2], :], x.dtype)
     return dx, dk
 
 
@@ -62,7 +72,8 @@ def conv2d_sparse_grad(x, kernel, sparse_fraction=SPARSE_FRACTION):
     """``tf.nn.conv2d(x, kernel, 1, "SAME")`` whose gradients skip zero output-gradient rows.
 
     x: [N, H, W, Cin]; kernel: [kh, kw, Cin, Cout] with odd kh, kw; same dtype (any float).
-    Returns [N, H, W, Cout]. Gradients equal TensorFlow's up to summation order.
+    Returns [N, H, W, Cout]. For finite x and kernel, the gradients equal TensorFlow's up to
+    summation order.
     """
     kh, kw = kernel.shape[0], kernel.shape[1]
     if kh is None or kw is None or kh % 2 == 0 or kw % 2 == 0:
