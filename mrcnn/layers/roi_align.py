@@ -80,9 +80,10 @@ def crop_and_resize_summed_grad(image, boxes, box_indices, crop_size):
     threads that add into the same output without synchronization, so where boxes of two threads
     sample the same pixels some additions are lost: in a tiny model's training step, gradients
     of the FPN and backbone then differed by up to 8% from one run to the next (unless op
-    determinism is on, which serializes it). This gradient adds every sample's four bilinear shares
-    with one ``scatter_nd``, whose CPU kernel sums duplicate indices on one thread. Forward values are TensorFlow's kernel's; there is no
-    gradient to the boxes (ROI align stops it, as Matterport's does).
+    determinism is on, which serializes it). This gradient adds every sample's four bilinear
+    shares with one ``scatter_nd``, whose CPU kernel sums duplicate indices on one thread.
+    Forward values are TensorFlow's kernel's; there is no gradient to the boxes (ROI align stops
+    it, as Matterport's does).
     image: [B, H, W, C] float32. boxes: [n, 4] normalized. box_indices: int32 [n].
     Returns: [n, ch, cw, C] float32.
     """

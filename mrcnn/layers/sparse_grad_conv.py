@@ -77,7 +77,8 @@ def conv2d_sparse_grad(x, kernel, sparse_fraction=SPARSE_FRACTION):
     """
     kh, kw = kernel.shape[0], kernel.shape[1]
     if kh is None or kw is None or kh % 2 == 0 or kw % 2 == 0:
-        raise ValueError(f"conv2d_sparse_grad needs a kernel of odd static size, got {kernel.shape}")
+        raise ValueError(
+            f"conv2d_sparse_grad needs a kernel of odd static size, got {kernel.shape}")
 
     @tf.custom_gradient
     def conv(x, kernel):
