@@ -15,7 +15,9 @@ and what it costs beyond a later call (first call - median: the trace and first-
 the median of ``--repeats`` calls, each as a ratio to the anchor, a forward pass of Keras's bare
 ResNet-101 on one 1024x1024 image (the speed issue's yardstick, timed in the same run); and the
 same with PRECISION = "mixed_bfloat16" on CPUs with native bfloat16 (``--precision``), and with
-XLA = True (``--xla``, float32 by default; its first call includes XLA's compilation).
+XLA = True (``--xla``, float32 by default; its first call includes XLA's compilation). Float32
+runs are timed with each ``--winograd`` setting (Config.WINOGRAD; default: "auto", then False, so
+that one run shows what Winograd's convolutions save).
 """
 
 import argparse
@@ -37,7 +39,12 @@ def main():
     parser.add_argument("--xla", default="float32",
                         help="comma-separated PRECISION values to run also with XLA = True "
                              "(empty: none)")
+    parser.add_argument("--winograd", default="auto,False",
+                        help="comma-separated WINOGRAD values (auto, True, False) for float32 "
+                             "runs; other precisions run with 'auto' only (no effect there)")
     args = parser.parse_args()
+    winograds = [{"true": True, "false": False}.get(v.strip().lower(), v.strip())
+                 for v in args.winograd.split(",")]
 
     from mrcnn import model as modellib
 
@@ -51,20 +58,24 @@ def main():
     for name, cls in configs.items():
         if args.only and args.only != name:
             continue
-        for precision, xla in variants(precisions, args.xla):
+        runs = [(precision, xla, winograd) for precision, xla in variants(precisions, args.xla)
+                for winograd in (winograds if precision == "float32" else ["auto"])]
+        for precision, xla, winograd in runs:
             for count in [int(v) for v in args.detections.split(",")]:
                 cfg = cls()
                 cfg.DETECTION_MAX_INSTANCES = count
                 cfg.PRECISION = precision
                 cfg.XLA = xla
+                cfg.WINOGRAD = winograd
+                cfg.validate()
                 model = modellib.MaskRCNN("inference", cfg, "/tmp/mrcnn_bench")
                 start = time.perf_counter()
                 first = model.detect([image])[0]
                 first_time = time.perf_counter() - start
                 assert len(first["scores"]) == count
-                label = "detect %s (%s, %d px), %s%s, %d detections" % (
+                label = "detect %s (%s, %d px), %s%s%s, %d detections" % (
                     name, cfg.BACKBONE, cfg.IMAGE_MAX_DIM, precision, ", XLA" if xla else "",
-                    count)
+                    "" if precision != "float32" else ", Winograd %s" % winograd, count)
                 print("%-60s first call %.2f s (%.2f x anchor)" % (label, first_time,
                                                                   first_time / anchor))
                 median = report(label, timed(lambda: model.detect([image]), args.repeats,

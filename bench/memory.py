@@ -11,7 +11,7 @@ TensorFlow's libraries and the model's weights, as a user's process would.
 Workloads:
 - detect-default / detect-default-bf16: the default config (ResNet-101, 1024 px, 81 classes),
   a 480x640 random image, random weights, DETECTION_MIN_CONFIDENCE 0 (100 detections); the first
-  call and three more.
+  call and three more. detect-default-direct: the same with WINOGRAD = False.
 - train-default-heads / train-default-all: COCO-size training (ResNet-101, 1024 px, batch 2,
   81 classes) through ``MaskRCNN.train`` on generated shapes, three steps.
 - train-small-all: ResNet-50, 128 px, batch 2, all layers, five steps.
@@ -26,14 +26,15 @@ import tempfile
 from _common import (detect_image, inference_configs, machine, peak_rss_gib, shapes_dataset,
                      training_configs)
 
-WORKLOADS = ("detect-default", "detect-default-bf16", "train-default-heads",
-             "train-default-all", "train-small-all")
+WORKLOADS = ("detect-default", "detect-default-direct", "detect-default-bf16",
+             "train-default-heads", "train-default-all", "train-small-all")
 
 
-def _detect(precision):
+def _detect(precision, winograd="auto"):
     from mrcnn import model as modellib
     cfg = inference_configs()["default"]()
     cfg.PRECISION = precision
+    cfg.WINOGRAD = winograd
     model = modellib.MaskRCNN("inference", cfg, tempfile.mkdtemp())
     image = detect_image()
     for _ in range(4):
@@ -53,6 +54,8 @@ def _train(name, layers, steps):
 def child(name):
     if name == "detect-default":
         _detect("float32")
+    elif name == "detect-default-direct":
+        _detect("float32", winograd=False)
     elif name == "detect-default-bf16":
         _detect("mixed_bfloat16")
     elif name.startswith("train-"):

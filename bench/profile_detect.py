@@ -1,6 +1,6 @@
 """Where detect() spends its time: each stage after the backbone, timed in one run.
 
-    python bench/profile_detect.py [--only default|small] [--repeats 5]
+    python bench/profile_detect.py [--only default|small] [--repeats 5] [--winograd auto|False]
 
 The inference graph is cut after each stage (a Keras model from the inputs to that stage's
 outputs, run compiled); a stage's time is the difference between the median of its cut and the
@@ -32,12 +32,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["default", "small"], default="default")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--winograd", default="auto", choices=["auto", "True", "False"],
+                        help="Config.WINOGRAD")
     args = parser.parse_args()
 
     import keras
     import tensorflow as tf
     from mrcnn import model as modellib
     from mrcnn.layers import conv as conv_layers
+    from mrcnn.ops import winograd
     tf.get_logger().setLevel("ERROR")  # one trace per cut is the point, not a warning
 
     configs = inference_configs()
@@ -45,6 +48,7 @@ def main():
     print(machine())
     anchor = report("anchor: bare ResNet-101 forward, 1024", backbone_forward_anchor(args.repeats))
     cfg = configs[args.only]()
+    cfg.WINOGRAD = {"True": True, "False": False}.get(args.winograd, args.winograd)
     model = modellib.MaskRCNN("inference", cfg, "/tmp/mrcnn_bench")
     km = model.keras_model
     model._predict_function()  # makes the backbone's folded kernels (mrcnn.layers.conv)
@@ -63,7 +67,8 @@ def main():
         # negative. The sums need every element, so nothing of the cut is pruned.
         @tf.function
         def run(x, cut=cut):
-            with conv_layers.cached_folds():  # as detect() reads the backbone
+            # As detect() runs: the backbone's folded kernels, Winograd's convolutions.
+            with conv_layers.cached_folds(), winograd.enabled(model._winograd_mode()):
                 return [tf.reduce_sum(t) for t in tf.nest.flatten(cut(x, training=False))]
 
         total = statistics.median(timed(lambda: [t.numpy() for t in run(feed)],
@@ -75,8 +80,9 @@ def main():
         detections[0], masks[0], image.shape, molded[0].shape, windows[0]), args.repeats))
     rows.append(("unmolding (boxes, 100 mask pastes)", unmold))
     whole = statistics.median(timed(lambda: model.detect([image]), args.repeats, warmup=1))
-    print("\n%s (%s, %d px), one 480x640 image, 100 detections; detect() %.3f s "
-          "(%.2f x anchor)" % (args.only, cfg.BACKBONE, cfg.IMAGE_MAX_DIM, whole, whole / anchor))
+    print("\n%s (%s, %d px), WINOGRAD %s, one 480x640 image, 100 detections; detect() %.3f s "
+          "(%.2f x anchor)" % (args.only, cfg.BACKBONE, cfg.IMAGE_MAX_DIM, cfg.WINOGRAD, whole,
+                               whole / anchor))
     print("| stage | seconds | share of detect() | x anchor |\n|---|---|---|---|")
     for stage, seconds in rows:
         print("| %s | %.3f | %.0f%% | %.2f |" % (stage, seconds, 100 * seconds / whole,

@@ -28,6 +28,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["default", "small"], default="default")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--winograd", default="auto", choices=["auto", "True", "False"],
+                        help="Config.WINOGRAD")
     parser.add_argument("--no-profile", action="store_true",
                         help="time the trace without cProfile (which slows Python down)")
     args = parser.parse_args()
@@ -39,6 +41,7 @@ def main():
     anchor = report("anchor: bare ResNet-101 forward, 1024", backbone_forward_anchor(5))
 
     cfg = inference_configs()[args.only]()
+    cfg.WINOGRAD = {"True": True, "False": False}.get(args.winograd, args.winograd)
     start = time.perf_counter()
     model = modellib.MaskRCNN("inference", cfg, "/tmp/mrcnn_bench")
     build = time.perf_counter() - start
@@ -65,8 +68,8 @@ def main():
     run = statistics.median(timed(lambda: [t.numpy() for t in predict(images, metas)], 3,
                                   warmup=0))
 
-    print("%s config (%s, %d px), %s" % (args.only, cfg.BACKBONE, cfg.IMAGE_MAX_DIM,
-                                         cfg.PRECISION))
+    print("%s config (%s, %d px), %s, WINOGRAD %s" % (args.only, cfg.BACKBONE, cfg.IMAGE_MAX_DIM,
+                                                      cfg.PRECISION, cfg.WINOGRAD))
     for label, secs in [("model build", build),
                         ("folded kernels (_predict_function)", prepare),
                         ("trace (get_concrete_function)", trace),

@@ -215,6 +215,15 @@ class Config:
     # (docs/benchmarks.md).
     XLA = False
 
+    # Addition: run detect()'s 3x3 convolutions by Winograd F(4x4, 3x3) (mrcnn.ops.winograd): a
+    # quarter of the multiplications, float32 results within about 1e-5 of the largest output
+    # (a direct convolution's rounding is about 1.5e-6). "auto": on CPUs (when TensorFlow sees
+    # no GPU, whose own kernels choose their algorithm), in float32, for convolutions with at
+    # least 128 channels in and out, where it is faster (docs/benchmarks.md); True: every
+    # float32 3x3 stride-1 convolution of detect(), on any device; False: TensorFlow's kernels
+    # only. Training and exported models always use TensorFlow's kernels.
+    WINOGRAD = "auto"
+
     # Gradient norm clipping.
     GRADIENT_CLIP_NORM = 5.0
 
@@ -424,6 +433,10 @@ class Config:
             fail("STEPS_PER_EPOCH", "must be an integer >= 1", "use e.g. 1000")
         if not _is_int(self.VALIDATION_STEPS) or self.VALIDATION_STEPS < 0:
             fail("VALIDATION_STEPS", "must be an integer >= 0", "use e.g. 50, or 0 to skip")
+        if not (isinstance(self.WINOGRAD, (bool, np.bool_)) or
+                (isinstance(self.WINOGRAD, str) and self.WINOGRAD == "auto")):
+            fail("WINOGRAD", f"must be 'auto', True or False, got {self.WINOGRAD!r}",
+                 "use 'auto' (the default), or False for TensorFlow's convolution kernels")
         if not isinstance(self.XLA, (bool, np.bool_)):
             fail("XLA", "must be True or False", "use False (the default) or True")
         if self.PRECISION not in VALID_PRECISIONS:

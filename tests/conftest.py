@@ -210,6 +210,24 @@ def tiny_inference_model(tmp_path_factory):
                              model_dir=str(tmp_path_factory.mktemp("logs")))
 
 
+def assert_same_detections(want, got, box_pixels, score_atol, min_mask_iou):
+    """Two inference paths' detect() results (lists of per-image dicts) hold the same objects
+    in the same order: equal class ids, boxes within ``box_pixels``, scores within
+    ``score_atol``, each mask's IoU with its twin at least ``min_mask_iou``. Returns the number
+    of detections compared."""
+    matched = 0
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_array_equal(b["class_ids"], a["class_ids"])
+        if not len(a["class_ids"]):
+            continue
+        assert np.abs(b["rois"] - a["rois"]).max() <= box_pixels
+        np.testing.assert_allclose(b["scores"], a["scores"], atol=score_atol)
+        ious = np.diag(mask_agreement(b["masks"], a["masks"]))
+        assert ious.min() >= min_mask_iou, ious
+        matched += len(ious)
+    return matched
+
+
 def mask_agreement(masks1, masks2):
     """IoU of every pair of masks ([H, W, N1], [H, W, N2] -> [N1, N2]), where two empty masks
     agree fully (1.0; `compute_overlaps_masks` gives them 0): what tests comparing two inference

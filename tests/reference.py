@@ -1,6 +1,7 @@
 """Slow, obvious NumPy reference implementations that the TensorFlow layers are tested against."""
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 
 def decode(boxes, deltas, std):
@@ -251,3 +252,13 @@ def weight_decay(named_arrays, decay):
     """
     return sum(decay * float(np.sum(np.square(w, dtype=np.float64))) / w.size
                for name, w in named_arrays if name not in ("gamma", "beta"))
+
+
+def conv2d_same(x, kernel):
+    """TensorFlow's conv2d, stride 1, 'same' zero padding (a correlation), in float64:
+    x [N, H, W, C], kernel [kh, kw, C, O] (odd sizes) -> [N, H, W, O]."""
+    kh, kw = kernel.shape[:2]
+    ph, pw = (kh - 1) // 2, (kw - 1) // 2
+    padded = np.pad(np.asarray(x, np.float64), [(0, 0), (ph, ph), (pw, pw), (0, 0)])
+    windows = sliding_window_view(padded, (kh, kw), axis=(1, 2))  # [N, H, W, C, kh, kw]
+    return np.einsum("nhwcij,ijco->nhwo", windows, np.asarray(kernel, np.float64))

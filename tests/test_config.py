@@ -155,6 +155,10 @@ def test_callable_backbone_needs_compute_shape():
     ("BATCH_NORM_MOMENTUM", 1.5),
     ("BATCH_NORM_MOMENTUM", "0.9"),
     ("BATCH_NORM_MOMENTUM", None),
+    ("WINOGRAD", "yes"),
+    ("WINOGRAD", "Auto"),
+    ("WINOGRAD", 1),
+    ("WINOGRAD", None),
 ])
 def test_invalid_setting_is_named(name, value):
     bad = type("Bad", (Config,), {name: value})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import OverfitInference, TinyConfig, mask_agreement, random_boxes
+from conftest import OverfitInference, TinyConfig, assert_same_detections, random_boxes
 from mrcnn import model as modellib
 from mrcnn.config import ConfigError
 from mrcnn.datasets.synthetic import SyntheticShapesDataset
@@ -17,7 +17,7 @@ from mrcnn.layers.detection_targets import detection_targets, detection_targets_
 from mrcnn.layers.proposals import nms_padded
 from mrcnn.layers.roi_align import pyramid_roi_align
 from mrcnn.ops import portable
-from mrcnn.ops.boxes_np import compute_overlaps, compute_overlaps_masks
+from mrcnn.ops.boxes_np import compute_overlaps
 
 
 def _traced(fn, static, jit=False):
@@ -201,14 +201,6 @@ def test_xla_detections_agree_with_the_default_graph(overfit_run, tmp_path):
     plain.load_weights(overfit_run.weights, by_name=True)
     xla = modellib.MaskRCNN("inference", Xla(), str(tmp_path))
     xla.load_weights(overfit_run.weights, by_name=True)
-    matched = 0
-    for want, got in zip(plain.detect(images), xla.detect(images)):
-        np.testing.assert_array_equal(got["class_ids"], want["class_ids"])
-        if not len(want["class_ids"]):
-            continue
-        assert np.abs(got["rois"] - want["rois"]).max() <= 2
-        np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-3)
-        ious = np.diag(mask_agreement(got["masks"], want["masks"]))
-        assert ious.min() >= 0.95, ious
-        matched += len(ious)
+    matched = assert_same_detections(plain.detect(images), xla.detect(images), box_pixels=2,
+                                     score_atol=1e-3, min_mask_iou=0.95)
     assert matched >= 8

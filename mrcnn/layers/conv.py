@@ -25,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from mrcnn.layers.norm import BatchNorm
+from mrcnn.ops import winograd
 
 _tracing = threading.local()
 
@@ -93,8 +94,11 @@ class FoldableConv2D(keras.layers.Conv2D):
             kernel, bias = self._fold_cache.kernel, self._fold_cache.bias
         else:
             kernel, bias = self.folded_kernel_and_bias()
-        y = tf.nn.conv2d(inputs, kernel, strides=self.strides, padding=self.padding.upper(),
-                         dilations=self.dilation_rate)
+        # detect() runs the 3x3 ones by Winograd (mrcnn.ops.winograd), when enabled there;
+        # training calls keep TensorFlow's kernel (and its gradient) in any case.
+        conv2d = tf.nn.conv2d if training else winograd.conv2d
+        y = conv2d(inputs, kernel, strides=self.strides, padding=self.padding.upper(),
+                   dilations=self.dilation_rate)
         y = tf.nn.bias_add(y, bias)
         return self.activation(y) if self.activation is not None else y
 

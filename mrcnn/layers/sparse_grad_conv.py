@@ -21,13 +21,14 @@ input where no gradient arrives makes its kernel gradient NaN, and this one's no
 Only stride 1, dilation 1 and ``"same"`` padding with odd kernel sizes take this path, and only in
 training calls traced outside ``mrcnn.ops.portable.xla_static()``: XLA sizes ``tf.where``'s output
 for every position, which would make the sparse rows cost as much as the dense kernels. Anything
-else is an ordinary ``keras.layers.Conv2D``.
+else is an ordinary ``keras.layers.Conv2D``, except in detect()'s graph, where the 3x3 ones run by
+Winograd (``mrcnn.ops.winograd``).
 """
 
 import keras
 import tensorflow as tf
 
-from mrcnn.ops import portable
+from mrcnn.ops import portable, winograd
 
 # The sparse rows stay faster than the dense kernels up to 80-90% of the positions on a CPU
 # (bench/sparse_grad_conv.py: 0.40 of the dense time at 35%, 0.56 at 50%), but their gathered
@@ -108,9 +109,16 @@ class SparseGradConv2D(keras.layers.Conv2D):
                 and all(k % 2 == 1 for k in self.kernel_size) and not portable.static())
 
     def call(self, inputs, training=None):
-        if not training or not self._sparse_grad_applies():
+        kernel = tf.convert_to_tensor(self.kernel)
+        if (not training and self.data_format == "channels_last"
+                and winograd.applies(inputs, kernel, self.strides, self.padding,
+                                     self.dilation_rate)):
+            # detect()'s graph (mrcnn.ops.winograd).
+            outputs = winograd.conv2d(inputs, kernel)
+        elif not training or not self._sparse_grad_applies():
             return super().call(inputs)
-        outputs = conv2d_sparse_grad(inputs, tf.convert_to_tensor(self.kernel))
+        else:
+            outputs = conv2d_sparse_grad(inputs, kernel)
         if self.use_bias:
             outputs = tf.nn.bias_add(outputs, tf.convert_to_tensor(self.bias))
         if self.activation is not None:

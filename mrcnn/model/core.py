@@ -20,7 +20,7 @@ from mrcnn import anchors as anchors_lib
 from mrcnn import molding
 from mrcnn.model.graph import INFERENCE_OUTPUTS, build_graph
 from mrcnn.layers import conv as conv_layers
-from mrcnn.ops import portable
+from mrcnn.ops import portable, winograd
 from mrcnn import weights as weights_io
 
 logger = logging.getLogger("mrcnn")
@@ -347,6 +347,13 @@ class MaskRCNN:
         return molding.unmold_detections(detections, mrcnn_mask, original_image_shape,
                                          image_shape, window)
 
+    def _winograd_mode(self):
+        """The ``mrcnn.ops.winograd.enabled`` mode of detect()'s graph (Config.WINOGRAD)."""
+        setting = self.config.WINOGRAD
+        if isinstance(setting, str):  # "auto": GPUs' libraries pick their own algorithms
+            return None if tf.config.list_logical_devices("GPU") else "auto"
+        return "all" if setting else None
+
     def _predict_function(self):
         """The compiled forward pass of detect(), built on first use: a ``tf.function`` of
         (molded images [N, H, W, 3] float32, image metas [N, META] float32) returning
@@ -367,9 +374,11 @@ class MaskRCNN:
             for cache in self._fold_caches:
                 cache.refresh()  # the variables must exist before the trace reads them
 
+            winograd_mode = self._winograd_mode()
+
             @tf.function(reduce_retracing=not xla, autograph=False, jit_compile=xla or None)
             def predict(images, metas):
-                with conv_layers.cached_folds():
+                with conv_layers.cached_folds(), winograd.enabled(winograd_mode):
                     out = model({"input_image": images, "input_image_meta": metas},
                                 training=False)
                 detections = out["mrcnn_detection"]

@@ -1,0 +1,265 @@
+"""Winograd F(4x4, 3x3) (mrcnn/ops/winograd.py): the transforms, the convolution against NumPy,
+where it runs (only detect()'s graph, only eligible convolutions), and detect() with and without
+it on a trained model."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import reference as ref
+from conftest import OverfitInference, assert_same_detections
+from mrcnn import model as modellib
+from mrcnn.layers.conv import FoldableConv2D, fold_batch_norm
+from mrcnn.layers.norm import BatchNorm
+from mrcnn.layers.sparse_grad_conv import SparseGradConv2D
+from mrcnn.ops import portable, winograd
+
+# Float32 rounding through the transforms, relative to the largest output (module doc: about
+# 1e-5 at 256 channels; a wrong tap, sign or tile offset is off by order 1).
+TOLERANCE = 3e-5
+
+
+def relative_error(got, want):
+    return np.abs(np.asarray(got, np.float64) - want).max() / max(np.abs(want).max(), 1e-12)
+
+
+def uses_winograd(fn, *args):
+    """Whether the graph ``fn`` (a tf.function) traces for ``args`` holds Winograd's tiling."""
+    graph = fn.get_concrete_function(*args).graph
+    return any(op.type == "ExtractImagePatches" for op in graph.get_operations())
+
+
+# ------------------------------------------------------------------------ the transforms
+@pytest.mark.parametrize("points", [winograd.POINTS, (0, 1, -1, 2, -2), (0, 1, -1, 3, -3)])
+def test_toom_cook_matrices_compute_a_1d_correlation(points):
+    bt, g, at = winograd.toom_cook_matrices(points)
+    assert bt.shape == (6, 6) and g.shape == (6, 3) and at.shape == (4, 6)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        d, kernel = rng.normal(size=6), rng.normal(size=3)
+        want = [kernel @ d[i:i + 3] for i in range(4)]
+        np.testing.assert_allclose(at @ ((g @ kernel) * (bt @ d)), want, rtol=1e-12, atol=1e-12)
+
+
+def test_toom_cook_matrices_reject_repeated_or_missing_points():
+    with pytest.raises(ValueError, match="distinct"):
+        winograd.toom_cook_matrices((0, 1, 1, 2, -2))
+    with pytest.raises(ValueError, match="5 distinct"):
+        winograd.toom_cook_matrices((0, 1, -1))
+
+
+def test_transform_kernel_is_g_kernel_g_transposed():
+    rng = np.random.default_rng(1)
+    kernel = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
+    u = winograd.transform_kernel(tf.constant(kernel)).numpy()
+    g = winograd.toom_cook_matrices()[1]
+    want = np.einsum("ip,pqck,jq->ijck", g, kernel.astype(np.float64), g).reshape(36, 4, 5)
+    np.testing.assert_allclose(u, want, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------ the convolution
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), h=st.integers(1, 14), w=st.integers(1, 14), c=st.integers(1, 6),
+       k=st.integers(1, 5), grouped=st.sampled_from([True, False, None]),
+       max_tiles=st.sampled_from([None, 1, 3, 8]), seed=st.integers(0, 2 ** 16))
+def test_winograd_conv_equals_numpy(n, h, w, c, k, grouped, max_tiles, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, h, w, c)).astype(np.float32)
+    kernel = rng.normal(size=(3, 3, c, k)).astype(np.float32)
+    got = winograd.winograd_conv3x3(tf.constant(x), winograd.transform_kernel(tf.constant(kernel)),
+                                    grouped=grouped, max_tiles=max_tiles)
+    assert got.shape == (n, h, w, k) and got.dtype == tf.float32
+    assert relative_error(got, ref.conv2d_same(x, kernel)) < TOLERANCE
+
+
+def test_winograd_conv_with_unknown_shapes_equals_static():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(3, 13, 22, 8)).astype(np.float32)
+    kernel = rng.normal(size=(3, 3, 8, 6)).astype(np.float32)
+    u = winograd.transform_kernel(tf.constant(kernel))
+    static = winograd.winograd_conv3x3(tf.constant(x), u, max_tiles=4).numpy()
+    dynamic = tf.function(lambda t: winograd.winograd_conv3x3(t, u, max_tiles=4),
+                          input_signature=[tf.TensorSpec([None, None, None, 8])],
+                          autograph=False)
+    got = dynamic(tf.constant(x))
+    assert got.shape == (3, 13, 22, 6)
+    assert relative_error(got, ref.conv2d_same(x, kernel)) < TOLERANCE
+    np.testing.assert_allclose(got.numpy(), static, rtol=1e-5, atol=1e-5)
+
+
+def test_error_at_256_channels_is_near_a_direct_float32_convolution():
+    """The accuracy the module doc states, on the mask head's shape (256 -> 256 channels):
+    max error within 1e-5 of the largest output, and not above 10 times float32's own."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 14, 14, 256)).astype(np.float32)
+    kernel = (rng.normal(size=(3, 3, 256, 256)) / np.sqrt(9 * 256)).astype(np.float32)
+    want = ref.conv2d_same(x, kernel)
+    direct = relative_error(tf.nn.conv2d(x, kernel, 1, "SAME"), want)
+    ours = relative_error(winograd.winograd_conv3x3(
+        tf.constant(x), winograd.transform_kernel(tf.constant(kernel))), want)
+    assert ours < 1e-5 and ours < 10 * direct, (ours, direct)
+
+
+def test_bands_run_one_after_another():
+    """With max_tiles, each band's tiling waits for the previous band's output (bounded
+    memory): the graph holds one ExtractImagePatches per band, each but the first after a
+    control dependency."""
+    x = tf.zeros((1, 16, 16, 2))
+    u = winograd.transform_kernel(tf.zeros((3, 3, 2, 2)))
+    fn = tf.function(lambda t: winograd.winograd_conv3x3(t, u, max_tiles=4), autograph=False)
+    ops = fn.get_concrete_function(x).graph.get_operations()
+    patches = [op for op in ops if op.type == "ExtractImagePatches"]
+    assert len(patches) == 4  # 4 x 4 tiles, 4 per band
+    chained = [op for op in ops if op.type == "Identity" and op.control_inputs]
+    assert len(chained) == 3
+
+
+# ------------------------------------------------------------------------ where it runs
+def test_conv2d_is_tensorflows_outside_enabled_and_winograd_inside():
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.normal(size=(1, 9, 9, 4)).astype(np.float32))
+    kernel = tf.constant(rng.normal(size=(3, 3, 4, 3)).astype(np.float32))
+
+    def run(mode):
+        fn = tf.function(lambda t: winograd.conv2d(t, kernel), autograph=False)
+        with winograd.enabled(mode):
+            return uses_winograd(fn, x), fn(x).numpy()
+
+    used, outside = run(None)
+    assert not used
+    np.testing.assert_array_equal(outside, tf.nn.conv2d(x, kernel, 1, "SAME").numpy())
+    used, inside = run("all")
+    assert used and relative_error(inside, ref.conv2d_same(x.numpy(), kernel.numpy())) < TOLERANCE
+    assert not run("auto")[0]  # 4 -> 3 channels: below MIN_AUTO_CHANNELS
+    assert winograd._mode is None
+
+
+@pytest.mark.parametrize("case", ["stride", "dilation", "valid", "1x1", "5x5", "bfloat16",
+                                  "float16"])
+def test_ineligible_convolutions_stay_direct(case):
+    x = tf.zeros((1, 8, 8, 4))
+    kernel = tf.zeros((3, 3, 4, 4))
+    kwargs = {}
+    if case == "stride":
+        kwargs["strides"] = 2
+    elif case == "dilation":
+        kwargs["dilations"] = 2
+    elif case == "valid":
+        kwargs["padding"] = "VALID"
+    elif case == "1x1":
+        kernel = tf.zeros((1, 1, 4, 4))
+    elif case == "5x5":
+        kernel = tf.zeros((5, 5, 4, 4))
+    else:
+        x, kernel = tf.cast(x, case), tf.cast(kernel, case)
+    with winograd.enabled("all"):
+        assert winograd.applies(x, kernel, **kwargs) is False
+        assert winograd.applies(tf.zeros((1, 8, 8, 4)), tf.zeros((3, 3, 4, 4)))
+
+
+def test_auto_mode_needs_128_channels_in_and_out():
+    x = tf.zeros((1, 4, 4, 128))
+    with winograd.enabled("auto"):
+        assert winograd.applies(x, tf.zeros((3, 3, 128, 128)))
+        assert not winograd.applies(x, tf.zeros((3, 3, 128, 64)))
+        assert not winograd.applies(tf.zeros((1, 4, 4, 64)), tf.zeros((3, 3, 64, 256)))
+
+
+def test_enabled_rejects_unknown_modes_and_restores_the_previous_one():
+    with pytest.raises(ValueError, match="unknown Winograd mode"):
+        with winograd.enabled("fast"):
+            pass
+    with winograd.enabled("all"):
+        with winograd.enabled(None):
+            assert winograd._mode is None
+        assert winograd._mode == "all"
+    assert winograd._mode is None
+
+
+def _layers():
+    """A FoldableConv2D with its batch norm folded, and a SparseGradConv2D with a ReLU, built
+    on [N, 12, 12, 8] inputs with random weights."""
+    inputs = keras.Input((12, 12, 8))
+    conv = FoldableConv2D(6, 3, padding="same", name="wino_conv")
+    bn = BatchNorm(name="wino_bn")
+    fold_batch_norm(conv, bn)
+    sparse = SparseGradConv2D(5, 3, padding="same", activation="relu", name="wino_sparse")
+    folded = bn(conv(inputs), training=False)
+    model = keras.Model(inputs, [folded, sparse(inputs)])
+    rng = np.random.default_rng(5)
+    for v in model.weights:
+        v.assign(rng.uniform(0.5, 1.5, v.shape).astype(np.float32))
+    return model
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_layers_use_it_in_inference_calls_inside_enabled_only(training):
+    model = _layers()
+    x = tf.constant(np.random.default_rng(6).normal(size=(2, 12, 12, 8)).astype(np.float32))
+    fn = tf.function(lambda t: model(t, training=training), autograph=False)
+    want = [o.numpy() for o in fn(x)]
+    fn = tf.function(lambda t: model(t, training=training), autograph=False)
+    with winograd.enabled("all"):
+        assert uses_winograd(fn, x) == (not training)
+        got = fn(x)
+    for g, w in zip(got, want):
+        assert relative_error(g, w) < TOLERANCE
+    if training:  # TensorFlow's kernels, to the bit
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g.numpy(), w)
+
+
+def test_it_compiles_under_xla_in_static_shapes():
+    rng = np.random.default_rng(7)
+    x = tf.constant(rng.normal(size=(2, 10, 7, 3)).astype(np.float32))
+    kernel = tf.constant(rng.normal(size=(3, 3, 3, 4)).astype(np.float32))
+    fn = tf.function(lambda t: winograd.conv2d(t, kernel), jit_compile=True, autograph=False)
+    with winograd.enabled("all"), portable.xla_static():
+        got = fn(x)
+    assert relative_error(got, ref.conv2d_same(x.numpy(), kernel.numpy())) < TOLERANCE
+
+
+# ------------------------------------------------------------------------ Config and detect()
+def test_auto_is_off_where_tensorflow_sees_a_gpu(tmp_path, monkeypatch):
+    model = modellib.MaskRCNN("inference", OverfitInference(), str(tmp_path))
+    assert model._winograd_mode() == "auto"
+    monkeypatch.setattr(tf.config, "list_logical_devices",
+                        lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+    assert model._winograd_mode() is None
+    model.config.WINOGRAD = True
+    assert model._winograd_mode() == "all"
+    model.config.WINOGRAD = False
+    assert model._winograd_mode() is None
+
+
+@pytest.mark.parametrize("xla", [False, True])
+def test_detections_with_winograd_agree_with_tensorflows_convolutions(overfit_run, tmp_path,
+                                                                     xla):
+    """The trained tiny model, detect() with WINOGRAD True (every 3x3 convolution, whatever
+    its channels) against False, with and without XLA: the same objects, boxes within 1 px,
+    scores within 1e-4, masks IoU >= 0.98; and the graphs do (not) tile."""
+    class Direct(OverfitInference):
+        WINOGRAD = False
+        XLA = xla
+
+    class Winograd(Direct):
+        WINOGRAD = True
+
+    dataset = overfit_run.dataset
+    images = [dataset.load_image(i) for i in dataset.image_ids]
+    models = []
+    for cls in (Direct, Winograd):
+        model = modellib.MaskRCNN("inference", cls(), str(tmp_path))
+        model.load_weights(overfit_run.weights, by_name=True)
+        models.append(model)
+    matched = assert_same_detections(*[m.detect(images) for m in models], box_pixels=1,
+                                     score_atol=1e-4, min_mask_iou=0.98)
+    assert matched >= 4
+    graphs = [m._predict_fn.get_concrete_function(
+        tf.TensorSpec([1] + list(m.config.IMAGE_SHAPE), tf.float32),
+        tf.TensorSpec([1, m.config.IMAGE_META_SIZE], tf.float32)).graph for m in models]
+    tiles = [any(op.type == "ExtractImagePatches" for op in g.get_operations()) for g in graphs]
+    assert tiles == [False, True]
