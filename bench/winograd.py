@@ -50,12 +50,17 @@ def main():
         x = tf.constant(rng.normal(size=shape).astype(np.float32))
         kernel = tf.constant((rng.normal(size=(3, 3, c, k)) * np.sqrt(2 / (9 * c)))
                              .astype(np.float32))
-        direct = tf.function(lambda t: tf.nn.conv2d(t, kernel, 1, "SAME"), autograph=False)
+        # An unknown batch, as detect()'s mask head has (its ROI count depends on the image):
+        # bands and the product form are then chosen per image, as in detect().
+        spec = [tf.TensorSpec([None] + shape[1:])]
+        direct = tf.function(lambda t: tf.nn.conv2d(t, kernel, 1, "SAME"), autograph=False,
+                             input_signature=spec)
         base = statistics.median(timed(lambda: direct(x).numpy(), args.repeats, warmup=1))
         cells, got = [], None
         for band in bands:
             fn = tf.function(lambda t, band=band: winograd.winograd_conv3x3(
-                t, winograd.transform_kernel(kernel), max_tiles=band), autograph=False)
+                t, winograd.transform_kernel(kernel), max_tiles=band), autograph=False,
+                input_signature=spec)
             secs = statistics.median(timed(lambda: fn(x).numpy(), args.repeats, warmup=1))
             cells.append("%.4f | %.2f" % (secs, secs / base))
             got = fn(x).numpy()

@@ -41,11 +41,16 @@ def _csv(kind=str):
 
 
 def _setting(text):
-    """``KEY=VALUE`` of ``--set``; the value is read as JSON when it parses (numbers, lists)."""
+    """``KEY=VALUE`` of ``--set``; the value is read as JSON when it parses (numbers, lists,
+    true/false/null), as Python's True/False/None when spelt so (``--set XLA=False``), else kept
+    as a string."""
     key, sep, value = str(text).partition("=")
     if not sep or not key.strip().isupper():
         raise argparse.ArgumentTypeError(f"expected SETTING=VALUE with a Config setting in "
                                          f"capitals (e.g. IMAGE_MAX_DIM=512), got {text!r}")
+    python_words = {"True": True, "False": False, "None": None}
+    if value.strip() in python_words:
+        return key.strip(), python_words[value.strip()]
     try:
         return key.strip(), json.loads(value)
     except ValueError:

@@ -435,7 +435,7 @@ class Config:
             fail("VALIDATION_STEPS", "must be an integer >= 0", "use e.g. 50, or 0 to skip")
         if not (isinstance(self.WINOGRAD, (bool, np.bool_)) or
                 (isinstance(self.WINOGRAD, str) and self.WINOGRAD == "auto")):
-            fail("WINOGRAD", f"must be 'auto', True or False, got {self.WINOGRAD!r}",
+            fail("WINOGRAD", "must be the string 'auto', True or False",
                  "use 'auto' (the default), or False for TensorFlow's convolution kernels")
         if not isinstance(self.XLA, (bool, np.bool_)):
             fail("XLA", "must be True or False", "use False (the default) or True")

@@ -222,3 +222,14 @@ def test_shapes_sample_reports_a_missing_run(tmp_path, capsys):
     assert shapes.main(["evaluate", "--logs", str(tmp_path / "nologs")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("shapes.py evaluate: error: ") and "--logs DIR" in err
+
+
+def test_set_reads_json_python_words_and_strings():
+    from mrcnn.cli import _setting
+    assert _setting("IMAGE_MAX_DIM=512") == ("IMAGE_MAX_DIM", 512)
+    assert _setting("XLA=false") == ("XLA", False)
+    assert _setting("XLA=False") == ("XLA", False)
+    assert _setting("WINOGRAD=True") == ("WINOGRAD", True)
+    assert _setting("GRADIENT_CLIP_NORM=None") == ("GRADIENT_CLIP_NORM", None)
+    assert _setting("WINOGRAD=auto") == ("WINOGRAD", "auto")
+    assert _setting("NAME=False positives") == ("NAME", "False positives")

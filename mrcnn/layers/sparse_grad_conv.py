@@ -21,8 +21,8 @@ input where no gradient arrives makes its kernel gradient NaN, and this one's no
 Only stride 1, dilation 1 and ``"same"`` padding with odd kernel sizes take this path, and only in
 training calls traced outside ``mrcnn.ops.portable.xla_static()``: XLA sizes ``tf.where``'s output
 for every position, which would make the sparse rows cost as much as the dense kernels. Anything
-else is an ordinary ``keras.layers.Conv2D``, except in detect()'s graph, where the 3x3 ones run by
-Winograd (``mrcnn.ops.winograd``).
+else is an ordinary ``keras.layers.Conv2D``, except in detect()'s graph, where float32 3x3 ones run
+by Winograd when ``mrcnn.ops.winograd.applies`` says so (Config.WINOGRAD).
 """
 
 import keras

@@ -348,7 +348,8 @@ class MaskRCNN:
                                          image_shape, window)
 
     def _winograd_mode(self):
-        """The ``mrcnn.ops.winograd.enabled`` mode of detect()'s graph (Config.WINOGRAD)."""
+        """The ``mrcnn.ops.winograd.enabled`` mode of detect()'s graph (Config.WINOGRAD),
+        read once when that graph's function is built, as XLA is."""
         setting = self.config.WINOGRAD
         if isinstance(setting, str):  # "auto": GPUs' libraries pick their own algorithms
             return None if tf.config.list_logical_devices("GPU") else "auto"

@@ -26,6 +26,7 @@ TFLite files keep TensorFlow's convolution.
 """
 
 import contextlib
+import threading
 from fractions import Fraction
 
 import numpy as np
@@ -41,12 +42,19 @@ MIN_AUTO_CHANNELS = 128
 #: Tiles per band (``winograd_conv3x3``'s max_tiles) in detect(): bounds the transforms' extra
 #: memory; bands of 128 to 2048 tiles ran detect() equally fast (docs/benchmarks.md).
 MAX_TILES = 512
-#: From this many tiles (or an unknown number) the 36 products run as one grouped 1x1
-#: convolution, below it as one batched matmul. The grouped form is faster on long inputs and
-#: makes fewer copies; the batched one is faster on short ones (a 32 x 32 map, a band).
+#: From this many tiles per image in a band (or an unknown number) the 36 products run as one
+#: grouped 1x1 convolution, below it as one batched matmul. The grouped form is faster on long
+#: inputs and makes fewer copies; the batched one on short ones (a 32 x 32 map, a band).
 GROUPED_CONV_MIN_TILES = 1024
 
-_mode = None  # None (off), "auto" or "all"
+# The mode of graphs being traced in this thread: None (off), "auto" or "all". Per thread, so
+# that a graph traced elsewhere meanwhile (an export, a training step) keeps TensorFlow's kernels.
+_tracing = threading.local()
+
+
+def current_mode():
+    """The ``enabled()`` mode of graphs being traced in this thread (None: off)."""
+    return getattr(_tracing, "mode", None)
 
 
 def toom_cook_matrices(points=POINTS, m=TILE, r=KERNEL):
@@ -93,27 +101,33 @@ def enabled(mode="auto"):
     """Within the block, graphs being traced run eligible 3x3 convolutions (``conv2d``) by
     Winograd. mode: "auto" (float32, at least MIN_AUTO_CHANNELS in and out), "all" (every
     eligible float32 convolution, whatever its channels), or None (off)."""
-    global _mode
     if mode not in (None, "auto", "all"):
         raise ValueError(f"unknown Winograd mode {mode!r}: use 'auto', 'all' or None")
-    saved, _mode = _mode, mode
+    saved, _tracing.mode = getattr(_tracing, "mode", None), mode
     try:
         yield
     finally:
-        _mode = saved
+        _tracing.mode = saved
 
 
 def applies(x, kernel, strides=1, padding="SAME", dilations=1):
-    """Whether ``conv2d`` would use Winograd for these arguments in graphs traced now."""
-    if _mode is None:
+    """Whether ``conv2d`` would use Winograd for these arguments in graphs traced now.
+
+    The input's height, width and channels must be known when traced (the batch need not be):
+    bands of tiles are cut at trace time, and one pass over a large map of unknown size could
+    take far more memory than the direct kernel. (detect() retraces with unknown sizes after a
+    second image shape in "pad64" or "none" resizing; those graphs keep TensorFlow's kernel.)
+    """
+    current = current_mode()
+    if current is None:
         return False
     if (tuple(kernel.shape[:2]) != (KERNEL, KERNEL) or padding.upper() != "SAME"
             or x.dtype != tf.float32 or kernel.dtype != tf.float32 or x.shape.rank != 4
-            or x.shape[-1] is None or x.shape[-1] != kernel.shape[2]):
+            or any(d is None for d in x.shape[1:]) or x.shape[-1] != kernel.shape[2]):
         return False
     if any(s != 1 for s in np.ravel(strides)) or any(d != 1 for d in np.ravel(dilations)):
         return False
-    if _mode == "auto":
+    if current == "auto":
         return min(kernel.shape[2], kernel.shape[3]) >= MIN_AUTO_CHANNELS
     return True
 
@@ -147,9 +161,11 @@ def winograd_conv3x3(x, u, grouped=None, max_tiles=None):
     x: [N, H, W, C] float32, any N, H, W >= 1 (static or not), static C.
     u: [36, C, K] float32 from ``transform_kernel(kernel)``.
     grouped: run the 36 products as a grouped 1x1 convolution (True) or a batched matmul (False);
-    None picks by the number of tiles (GROUPED_CONV_MIN_TILES; grouped when unknown).
-    max_tiles: with static shapes, work through bands of tile rows of at most this many tiles
-    (one tile row if it holds more), one band after another: the transformed tiles and their
+    None picks by the number of tiles per image in a band (GROUPED_CONV_MIN_TILES; grouped when
+    unknown).
+    max_tiles: with a static height and width, work through bands of tile rows of at most this
+    many tiles (an unknown batch counts as one image; one tile row if it holds more), one band
+    after another: the transformed tiles and their
     products take 2.25 times the input's and the output's memory, and in one pass the RPN's P2
     convolution at 1024 px needed 0.55 GB more than the direct kernel (0.06 GB in bands of
     512). None or 0: one pass. ``conv2d`` passes MAX_TILES.
@@ -165,8 +181,12 @@ def winograd_conv3x3(x, u, grouped=None, max_tiles=None):
     # One zero row/column before ('same' padding of a 3x3 kernel), enough after for th x tw
     # tiles of 6 x 6 inputs at a stride of 4.
     xp = tf.pad(x, [[0, 0], [1, th * TILE + 1 - h], [1, tw * TILE + 1 - w], [0, 0]])
-    if dynamic is None and max_tiles and n * th * tw > max_tiles:
-        rows = max(1, max_tiles // (n * tw))
+    # Bands are cut when the height and width are static; an unknown batch counts as one image
+    # (a band then holds max_tiles tiles per image).
+    images = n if isinstance(n, int) else 1
+    static = isinstance(th, int) and isinstance(tw, int)
+    if static and max_tiles and images * th * tw > max_tiles:
+        rows = max(1, max_tiles // (images * tw))
         tops = list(range(0, th, rows))
     else:
         rows, tops = th, [0]
@@ -196,7 +216,10 @@ def _tiled_products(xp, u, n, th, tw, grouped):
     d = tf.image.extract_patches(xp, [1, _N, _N, 1], [1, TILE, TILE, 1], [1, 1, 1, 1], "VALID")
     d = tf.reshape(d, [count, _N * _N, c])  # tile-major, tile positions (p, q) row-major
     if grouped is None:
-        grouped = not isinstance(count, int) or count >= GROUPED_CONV_MIN_TILES
+        # By the tiles of one image, not of the batch: the two forms round differently, and an
+        # image's results should not depend on how many others share its call.
+        per_image = th * tw
+        grouped = not isinstance(per_image, int) or per_image >= GROUPED_CONV_MIN_TILES
     bb, aa = tf.constant(_BB), tf.constant(_AA)
     if grouped:
         # The 36 products as a 1x1 convolution in 36 groups over a [1, 1, tiles, 36 c] image;
