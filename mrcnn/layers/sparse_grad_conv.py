@@ -109,16 +109,17 @@ class SparseGradConv2D(keras.layers.Conv2D):
                 and all(k % 2 == 1 for k in self.kernel_size) and not portable.static())
 
     def call(self, inputs, training=None):
-        kernel = tf.convert_to_tensor(self.kernel)
-        if (not training and self.data_format == "channels_last"
-                and winograd.applies(inputs, kernel, self.strides, self.padding,
-                                     self.dilation_rate)):
-            # detect()'s graph (mrcnn.ops.winograd).
+        if not training and winograd.current_mode() and self.data_format == "channels_last":
+            # detect()'s graph (mrcnn.ops.winograd), where it applies.
+            kernel = tf.convert_to_tensor(self.kernel)
+            if not winograd.applies(inputs, kernel, self.strides, self.padding,
+                                    self.dilation_rate):
+                return super().call(inputs)
             outputs = winograd.conv2d(inputs, kernel)
         elif not training or not self._sparse_grad_applies():
             return super().call(inputs)
         else:
-            outputs = conv2d_sparse_grad(inputs, kernel)
+            outputs = conv2d_sparse_grad(inputs, tf.convert_to_tensor(self.kernel))
         if self.use_bias:
             outputs = tf.nn.bias_add(outputs, tf.convert_to_tensor(self.bias))
         if self.activation is not None:

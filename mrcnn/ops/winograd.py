@@ -165,10 +165,10 @@ def winograd_conv3x3(x, u, grouped=None, max_tiles=None):
     unknown).
     max_tiles: with a static height and width, work through bands of tile rows of at most this
     many tiles (an unknown batch counts as one image; one tile row if it holds more), one band
-    after another: the transformed tiles and their
-    products take 2.25 times the input's and the output's memory, and in one pass the RPN's P2
-    convolution at 1024 px needed 0.55 GB more than the direct kernel (0.06 GB in bands of
-    512). None or 0: one pass. ``conv2d`` passes MAX_TILES.
+    after another: the transformed tiles and their products take 2.25 times the input's and the
+    output's memory, and in one pass the RPN's P2 convolution at 1024 px needed 0.55 GB more
+    than the direct kernel (0.06 GB in bands of 512). None or 0: one pass. ``conv2d`` passes
+    MAX_TILES.
     Returns [N, H, W, K] float32.
     """
     c, k = x.shape[-1], u.shape[-1]
