@@ -107,17 +107,63 @@ def test_error_at_256_channels_is_near_a_direct_float32_convolution():
     assert ours < 1e-5 and ours < 10 * direct, (ours, direct)
 
 
-def test_bands_run_one_after_another():
-    """With max_tiles, each band's tiling waits for the previous band's output (bounded
-    memory): the graph holds one ExtractImagePatches per band, each but the first after a
-    control dependency."""
+def test_bands_run_one_after_another_into_one_buffer():
+    """With max_tiles, each band reads its rows of the input only once the previous band is
+    written (bounded memory), and the bands are written into one buffer in place instead of
+    concatenated (which would hold the output twice)."""
     x = tf.zeros((1, 16, 16, 2))
     u = winograd.transform_kernel(tf.zeros((3, 3, 2, 2)))
     fn = tf.function(lambda t: winograd.winograd_conv3x3(t, u, max_tiles=4), autograph=False)
-    graph = fn.get_concrete_function(x).graph
-    assert tilings(graph) == 4  # 4 x 4 tiles, 4 per band
-    chained = [op for op in graph.get_operations() if op.type == "Identity" and op.control_inputs]
-    assert len(chained) == 3
+    ops = fn.get_concrete_function(x).graph.get_operations()
+    assert tilings(fn.get_concrete_function(x).graph) == 4  # 4 x 4 tiles, 4 per band
+    writes = [op for op in ops if op.type == "InplaceUpdate"]
+    assert len(writes) == 4 and not [op for op in ops if op.type == "ConcatV2"]
+    # What bands 2-4 read waits for writes 1-3 (the slices' index constants carry the waits).
+    awaited = {waited for op in ops for waited in op.control_inputs
+               if waited.type == "InplaceUpdate"}
+    assert awaited == set(writes[:3])
+
+
+def test_banded_convolutions_of_one_shape_write_their_own_buffers():
+    """Two convolutions of one shape in one graph: their in-place output buffers stay apart
+    (a buffer shared by graph optimizations would mix their bands)."""
+    rng = np.random.default_rng(5)
+    xs = [rng.normal(size=(2, 12, 8, 3)).astype(np.float32) for _ in range(2)]
+    kernels = [rng.normal(size=(3, 3, 3, 4)).astype(np.float32) for _ in range(2)]
+
+    @tf.function(autograph=False)
+    def both(a, b):
+        return [winograd.winograd_conv3x3(t, winograd.transform_kernel(tf.constant(k)),
+                                          max_tiles=4) for t, k in zip((a, b), kernels)]
+
+    for _ in range(2):  # and again, in buffers of the second call
+        for got, x, kernel in zip(both(*xs), xs, kernels):
+            assert relative_error(got, ref.conv2d_same(x, kernel)) < TOLERANCE
+
+
+@pytest.mark.parametrize("max_tiles", [None, 4])
+def test_an_epilogue_runs_on_each_band_and_only_its_output_is_whole(max_tiles):
+    """conv2d(..., epilogue): the epilogue's output, position by position, equals the epilogue
+    of the whole convolution; with bands, no tensor in the graph holds the convolution's
+    output over the whole map (the point of the epilogue)."""
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(2, 10, 13, 3)).astype(np.float32)
+    kernel = rng.normal(size=(3, 3, 3, 7)).astype(np.float32)
+    head = rng.normal(size=(1, 1, 7, 2)).astype(np.float32)
+
+    def epilogue(y):
+        return tf.nn.conv2d(tf.nn.relu(y), head, 1, "VALID")
+
+    fn = tf.function(lambda t: winograd.winograd_conv3x3(
+        t, winograd.transform_kernel(tf.constant(kernel)), max_tiles=max_tiles,
+        epilogue=epilogue), autograph=False)
+    got = fn(tf.constant(x))
+    want = ref.conv2d_same(np.maximum(ref.conv2d_same(x, kernel), 0), head.astype(np.float64))
+    assert got.shape == (2, 10, 13, 2)
+    assert relative_error(got, want) < TOLERANCE
+    shapes = [tuple(t.shape) for op in fn.get_concrete_function(tf.constant(x)).graph
+              .get_operations() for t in op.outputs if t.shape.rank == 4]
+    assert ((2, 12, 16, 7) in shapes) == (max_tiles is None)  # the whole output, 3 x 4 tiles
 
 
 # ------------------------------------------------------------------------ where it runs
@@ -266,6 +312,41 @@ def test_the_mode_is_per_thread_and_restored_after_an_error():
                 raise RuntimeError("a trace fails")
         assert winograd.current_mode() == "all"
     assert seen == [None] and winograd.current_mode() is None
+
+
+def test_the_rpn_runs_its_heads_on_each_band_with_the_same_outputs(monkeypatch):
+    """rpn_model in detect()'s Winograd graph: the shared 512-channel conv's bias, ReLU and
+    both 1x1 heads run on each band (its output over the whole map never exists), and the
+    three outputs equal the plain model's; in training calls and outside the mode the graph
+    is the plain one."""
+    from mrcnn.heads.rpn import build_rpn_model
+
+    monkeypatch.setattr(winograd, "MAX_TILES", 8)
+    rpn = build_rpn_model(1, 3, 16)
+    rng = np.random.default_rng(10)
+    for v in rpn.weights:
+        v.assign(rng.normal(scale=0.3, size=v.shape).astype(np.float32))
+    x = tf.constant(rng.normal(size=(2, 12, 20, 16)).astype(np.float32))
+
+    def run(mode, training=False):
+        fn = tf.function(lambda t: rpn(t, training=training), autograph=False)
+        with winograd.enabled(mode):
+            graph = fn.get_concrete_function(x).graph
+            outputs = [o.numpy() for o in fn(x)]
+        whole = any(tuple(t.shape) == (2, 12, 20, 512) for op in graph.get_operations()
+                    for t in op.outputs)
+        return outputs, tilings(graph), whole
+
+    want, tiled, whole = run(None)
+    assert not tiled and whole
+    got, tiled, whole = run("all")
+    assert tiled == 3 and not whole  # 3 x 5 tiles per image, 2 tile rows per band
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and relative_error(g, w) < TOLERANCE
+    trained, tiled, whole = run("all", training=True)
+    assert not tiled and whole
+    for g, w in zip(trained, want):
+        np.testing.assert_array_equal(g, w)
 
 
 # ------------------------------------------------------------------------ Config and detect()

@@ -108,14 +108,17 @@ class SparseGradConv2D(keras.layers.Conv2D):
                 and self.data_format == "channels_last"
                 and all(k % 2 == 1 for k in self.kernel_size) and not portable.static())
 
+    def winograd_applies(self, inputs, training=None):
+        """Whether this call runs by Winograd: in detect()'s graph (``mrcnn.ops.winograd``), not
+        a training call, where ``winograd.applies`` says so."""
+        return (not training and winograd.current_mode() is not None
+                and self.data_format == "channels_last" and self.groups == 1
+                and winograd.applies(inputs, self.kernel, self.strides, self.padding,
+                                     self.dilation_rate))
+
     def call(self, inputs, training=None):
-        if not training and winograd.current_mode() and self.data_format == "channels_last":
-            # detect()'s graph (mrcnn.ops.winograd), where it applies.
-            kernel = tf.convert_to_tensor(self.kernel)
-            if not winograd.applies(inputs, kernel, self.strides, self.padding,
-                                    self.dilation_rate):
-                return super().call(inputs)
-            outputs = winograd.conv2d(inputs, kernel)
+        if self.winograd_applies(inputs, training):
+            outputs = winograd.conv2d(inputs, tf.convert_to_tensor(self.kernel))
         elif not training or not self._sparse_grad_applies():
             return super().call(inputs)
         else:

@@ -20,6 +20,12 @@ was 7.6e-6 against 1.4e-6 for a direct float32 sum (2.7e-5 with the usual points
 the root-mean-square error 1.2e-6. Only float32 is transformed: half precision would lose too
 much.
 
+Memory: the transformed tiles and their products take 2.25 times the input's and the output's
+size, so the work goes through bands of MAX_TILES tiles, one after another, written in place into
+the output; each convolution waits for the previous one in its graph; an ``epilogue`` lets a
+caller reduce each band before the next (the RPN's 1x1 heads, ``mrcnn.heads.rpn``). detect() at
+1024 px then peaks lower than with TensorFlow's kernels (bench/memory_live.py).
+
 Where it runs: only in graphs traced inside ``enabled()`` (detect()'s compiled function, when
 ``Config.WINOGRAD`` allows), never in training or exported graphs, so gradients, SavedModels and
 TFLite files keep TensorFlow's convolution.
@@ -27,10 +33,14 @@ TFLite files keep TensorFlow's convolution.
 
 import contextlib
 import threading
+import weakref
 from fractions import Fraction
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
+
+from mrcnn.ops import portable
 
 #: Interpolation points of the Toom-Cook construction (infinity is the sixth).
 POINTS = (0, -1, 1, Fraction(1, 2), -2)
@@ -50,6 +60,8 @@ GROUPED_CONV_MIN_TILES = 1024
 # The mode of graphs being traced in this thread: None (off), "auto" or "all". Per thread, so
 # that a graph traced elsewhere meanwhile (an export, a training step) keeps TensorFlow's kernels.
 _tracing = threading.local()
+# Per graph, a weak reference to the output of the last convolution traced in it by ``conv2d``.
+_last_output = weakref.WeakKeyDictionary()
 
 
 def current_mode():
@@ -121,9 +133,11 @@ def applies(x, kernel, strides=1, padding="SAME", dilations=1):
     current = current_mode()
     if current is None:
         return False
+    # as_dtype: a Keras variable's dtype is a string.
     if (tuple(kernel.shape[:2]) != (KERNEL, KERNEL) or padding.upper() != "SAME"
-            or x.dtype != tf.float32 or kernel.dtype != tf.float32 or x.shape.rank != 4
-            or any(d is None for d in x.shape[1:]) or x.shape[-1] != kernel.shape[2]):
+            or tf.as_dtype(x.dtype) != tf.float32 or tf.as_dtype(kernel.dtype) != tf.float32
+            or x.shape.rank != 4 or any(d is None for d in x.shape[1:])
+            or x.shape[-1] != kernel.shape[2]):
         return False
     if any(s != 1 for s in np.ravel(strides)) or any(d != 1 for d in np.ravel(dilations)):
         return False
@@ -132,16 +146,33 @@ def applies(x, kernel, strides=1, padding="SAME", dilations=1):
     return True
 
 
-def conv2d(x, kernel, strides=1, padding="SAME", dilations=1):
-    """``tf.nn.conv2d`` (NHWC), by Winograd where ``applies`` says so (module doc)."""
-    if applies(x, kernel, strides, padding, dilations):
-        # Transformed once its input exists: otherwise the executor runs every layer's kernel
-        # transform at the start of the graph and holds them all (four times the weights).
-        with tf.control_dependencies([x]):
-            u = transform_kernel(kernel)
-        return winograd_conv3x3(x, u, max_tiles=MAX_TILES)
-    return tf.nn.conv2d(x, kernel, strides=strides, padding=padding.upper(),
-                        dilations=dilations)
+def conv2d(x, kernel, strides=1, padding="SAME", dilations=1, epilogue=None):
+    """``tf.nn.conv2d`` (NHWC), by Winograd where ``applies`` says so (module doc), followed by
+    ``epilogue`` if given (``winograd_conv3x3``: by Winograd, it runs on each band).
+
+    In a graph, each convolution it runs by Winograd waits for the previous one traced in the
+    same graph: one runs at a time, so one set of band intermediates and one kernel transform
+    is alive at a time. (detect()'s executor otherwise interleaves the RPN's five levels, each
+    holding its transformed kernel, its band products and its output: 0.2 GB more at 1024 px.)
+    Trace order is an order in which the graph can run, so the waits add no cycle.
+    """
+    if not applies(x, kernel, strides, padding, dilations):
+        y = tf.nn.conv2d(x, kernel, strides=strides, padding=padding.upper(),
+                         dilations=dilations)
+        return y if epilogue is None else epilogue(y)
+    graph = None if tf.executing_eagerly() else tf.compat.v1.get_default_graph()
+    before = _last_output.get(graph) if graph is not None else None
+    before = [] if before is None or before() is None else [before()]
+    # The kernel is transformed once its input exists: otherwise the executor runs every
+    # layer's transform at the start of the graph and holds them all (four times the weights).
+    with tf.control_dependencies([x] + before):
+        x = tf.identity(x)
+        u = transform_kernel(kernel)
+    y = winograd_conv3x3(x, u, max_tiles=MAX_TILES, epilogue=epilogue)
+    if graph is not None:
+        # A weak reference: the graph holds the tensor, which must not hold the graph's entry.
+        _last_output[graph] = weakref.ref(y)
+    return y
 
 
 def transform_kernel(kernel):
@@ -154,7 +185,7 @@ def transform_kernel(kernel):
     return tf.reshape(u, [_N * _N, c, k])
 
 
-def winograd_conv3x3(x, u, grouped=None, max_tiles=None):
+def winograd_conv3x3(x, u, grouped=None, max_tiles=None, epilogue=None):
     """A 3x3 convolution, stride 1, 'same' zero padding (as ``tf.nn.conv2d(x, kernel, 1,
     "SAME")``), by Winograd F(4x4, 3x3).
 
@@ -169,7 +200,12 @@ def winograd_conv3x3(x, u, grouped=None, max_tiles=None):
     output's memory, and in one pass the RPN's P2 convolution at 1024 px needed 0.55 GB more
     than the direct kernel (0.06 GB in bands of 512). None or 0: one pass. ``conv2d`` passes
     MAX_TILES.
-    Returns [N, H, W, K] float32.
+    epilogue: None, or a map applied position by position to the convolution's output, [n, h',
+    w', K] -> [n, h', w', K'] (a bias, an activation, 1x1 convolutions): it runs on each band as
+    soon as the band is computed, so that only its output, not the convolution's, is held
+    whole. (The RPN's shared 512-channel conv on P2 at 1024 px is 128 MB; its two 1x1 heads'
+    outputs are 4.5 MB.) The bands it sees may hold positions past H and W, cropped after it.
+    Returns [N, H, W, K] float32 ([N, H, W, K'] with an epilogue).
     """
     c, k = x.shape[-1], u.shape[-1]
     if u.shape[1] != c:
@@ -178,34 +214,74 @@ def winograd_conv3x3(x, u, grouped=None, max_tiles=None):
     dynamic = tf.shape(x) if any(d is None for d in x.shape[:3]) else None
     n, h, w = [x.shape[i] if x.shape[i] is not None else dynamic[i] for i in range(3)]
     th, tw = (h + TILE - 1) // TILE, (w + TILE - 1) // TILE  # tiles down and across
-    # One zero row/column before ('same' padding of a 3x3 kernel), enough after for th x tw
-    # tiles of 6 x 6 inputs at a stride of 4.
-    xp = tf.pad(x, [[0, 0], [1, th * TILE + 1 - h], [1, tw * TILE + 1 - w], [0, 0]])
     # Bands are cut when the height and width are static; an unknown batch counts as one image
     # (a band then holds max_tiles tiles per image).
     images = n if isinstance(n, int) else 1
-    static = isinstance(th, int) and isinstance(tw, int)
-    if static and max_tiles and images * th * tw > max_tiles:
-        rows = max(1, max_tiles // (images * tw))
-        tops = list(range(0, th, rows))
+    if (isinstance(th, int) and isinstance(tw, int) and max_tiles
+            and images * th * tw > max_tiles):
+        y = _banded(x, u, n, th, tw, max(1, max_tiles // (images * tw)), grouped, epilogue)
     else:
-        rows, tops = th, [0]
-    bands, previous = [], None
-    for top in tops:
-        band_rows, band = rows, xp
-        if len(tops) > 1:
-            band_rows = min(rows, th - top)
-            band = xp[:, top * TILE:(top + band_rows) * TILE + 2]
-        if previous is not None:
-            # One band at a time: its transforms wait until the previous band's output exists.
-            with tf.control_dependencies([previous]):
-                band = tf.identity(band)
-        previous = _tiled_products(band, u, n, band_rows, tw, grouped)
-        bands.append(previous)
-    y = bands[0] if len(bands) == 1 else tf.concat(bands, axis=1)
+        # One zero row/column before ('same' padding of a 3x3 kernel), enough after for
+        # th x tw tiles of 6 x 6 inputs at a stride of 4.
+        xp = tf.pad(x, [[0, 0], [1, th * TILE + 1 - h], [1, tw * TILE + 1 - w], [0, 0]])
+        y = _tiled_products(xp, u, n, th, tw, grouped)
+        if epilogue is not None:
+            y = epilogue(y)
     if dynamic is not None or h % TILE or w % TILE:
         y = y[:, :h, :w]
-    return tf.ensure_shape(y, x.shape[:3].concatenate([k]))
+    return tf.ensure_shape(y, x.shape[:3].concatenate([y.shape[-1]]))
+
+
+def _in_xla():
+    return portable.static() or control_flow_util.GraphOrParentsInXlaContext(
+        tf.compat.v1.get_default_graph())
+
+
+def _banded(x, u, n, th, tw, rows, grouped, epilogue=None):
+    """``winograd_conv3x3``'s output [n, 4 th, 4 tw, k] (before its crop to h x w; k: the
+    epilogue's channels if there is one) from bands of ``rows`` tile rows, each band's reads of x
+    waiting for the previous band's output.
+
+    The bands are written into one output buffer in place (InplaceUpdate aliases its input),
+    so that the output takes its own size once: a concatenation would hold every band and the
+    result at the same time, twice the output (128 MB more for the RPN on P2 at 1024 px). XLA has
+    no InplaceUpdate kernel and plans its buffers itself: there the bands are concatenated.
+    """
+    h, w = x.shape[1], x.shape[2]
+    in_place = not _in_xla()
+    bands, previous = [], None
+    for top in range(0, th, rows):
+        band_rows = min(rows, th - top)
+        # The input rows under this band's tiles: 4 band_rows + 2, from one row above (the
+        # 'same' padding's zero row above the first) to one below.
+        lo, hi = top * TILE - 1, (top + band_rows) * TILE + 1
+        with tf.control_dependencies([] if previous is None else [previous]):
+            band = x[:, max(lo, 0):min(hi, h)]
+        band = tf.pad(band, [[0, 0], [max(0, -lo), hi - min(hi, h)],
+                             [1, tw * TILE + 1 - w], [0, 0]])
+        products = _tiled_products(band, u, n, band_rows, tw, grouped)
+        if epilogue is not None:
+            products = epilogue(products)
+        k = products.shape[-1]
+        row_size = TILE * tw * TILE * k  # one tile row of one image's output
+        if not in_place:
+            previous = products
+            bands.append(products)
+            continue
+        if previous is None:
+            # The rows of every image, tile row by tile row, allocated once the first band is
+            # done (an op without inputs would run, and take its memory, when the graph
+            # starts). Empty is stateful, so it is never constant-folded or shared with
+            # another convolution's buffer.
+            with tf.control_dependencies([products]):
+                out = tf.raw_ops.Empty(shape=tf.stack([n * th, row_size]), dtype=products.dtype)
+        rows_of = top + tf.range(band_rows)
+        index = tf.reshape(tf.range(n)[:, None] * th + rows_of[None], [-1])
+        out = previous = tf.raw_ops.InplaceUpdate(
+            x=out, i=index, v=tf.reshape(products, [-1, row_size]))
+    if not in_place:
+        return tf.concat(bands, axis=1)
+    return tf.reshape(out, [n, th * TILE, tw * TILE, k])
 
 
 def _tiled_products(xp, u, n, th, tw, grouped):
