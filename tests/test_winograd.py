@@ -2,6 +2,8 @@
 where it runs (only detect()'s graph, only eligible convolutions), and detect() with and without
 it on a trained model."""
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -125,8 +127,9 @@ def test_bands_run_one_after_another_into_one_buffer():
 
 
 def test_banded_convolutions_of_one_shape_write_their_own_buffers():
-    """Two convolutions of one shape in one graph: their in-place output buffers stay apart
-    (a buffer shared by graph optimizations would mix their bands)."""
+    """Two convolutions of one shape in one graph: their in-place output buffers stay apart.
+    A guard on the buffer's op: a stateless one (tf.zeros, a constant) could be merged by
+    Grappler into one buffer for both, or folded into a constant written in place."""
     rng = np.random.default_rng(5)
     xs = [rng.normal(size=(2, 12, 8, 3)).astype(np.float32) for _ in range(2)]
     kernels = [rng.normal(size=(3, 3, 3, 4)).astype(np.float32) for _ in range(2)]
@@ -268,17 +271,48 @@ def test_layers_use_it_in_inference_calls_inside_enabled_only(kind, training):
         assert 0 < relative_error(got, want) < TOLERANCE  # rounded otherwise, within bounds
 
 
-def test_it_compiles_under_xla_in_static_shapes_and_bands(monkeypatch):
+@pytest.mark.parametrize("static", [True, False])
+def test_it_compiles_under_xla_in_static_shapes_and_bands(monkeypatch, static):
+    """Under XLA (detect()'s XLA graph, or any jit_compile function), which has no
+    InplaceUpdate kernel, the bands are concatenated."""
     monkeypatch.setattr(winograd, "MAX_TILES", 4)  # 2 x 3 x 2 tiles: three bands
     rng = np.random.default_rng(7)
     x = tf.constant(rng.normal(size=(2, 10, 7, 3)).astype(np.float32))
     kernel = tf.constant(rng.normal(size=(3, 3, 3, 4)).astype(np.float32))
     fn = tf.function(lambda t: winograd.conv2d(t, kernel), jit_compile=True, autograph=False)
-    with winograd.enabled("all"), portable.xla_static():
+    with winograd.enabled("all"), portable.xla_static() if static else contextlib.nullcontext():
         graph = fn.get_concrete_function(x).graph
         got = fn(x)
     assert tilings(graph) == 3
+    assert not [op for op in graph.get_operations() if op.type == "InplaceUpdate"]
     assert relative_error(got, ref.conv2d_same(x.numpy(), kernel.numpy())) < TOLERANCE
+
+
+def test_winograd_convolutions_in_one_graph_run_one_after_another():
+    """conv2d: each Winograd convolution of a graph waits for the previous one traced there,
+    also when their inputs do not depend on each other (the RPN's five levels), so that one
+    kernel transform and one band's products are alive at a time; direct ones do not wait."""
+    rng = np.random.default_rng(11)
+    x = tf.constant(rng.normal(size=(1, 8, 8, 3)).astype(np.float32))
+    kernel = tf.constant(rng.normal(size=(3, 3, 3, 3)).astype(np.float32))
+
+    def three(t):
+        return [winograd.conv2d(t * float(i), kernel) for i in (1, 2, 3)]
+
+    fn = tf.function(three, autograph=False)
+    with winograd.enabled("all"):
+        graph = fn.get_concrete_function(x).graph
+        got = fn(x)
+    outputs = [op for op in graph.get_operations() if op.type == "EnsureShape"]
+    assert len(outputs) == 3
+    waits = [op for op in graph.get_operations()
+             if op.type == "Identity" and op.control_inputs]
+    assert [op.control_inputs for op in waits] == [[outputs[0]], [outputs[1]]]
+    for i, y in zip((1, 2, 3), got):
+        assert relative_error(y, ref.conv2d_same(x.numpy() * i, kernel.numpy())) < TOLERANCE
+    fn = tf.function(three, autograph=False)  # outside enabled(): TensorFlow's, no waits
+    assert not [op for op in fn.get_concrete_function(x).graph.get_operations()
+                if op.control_inputs]
 
 
 def test_an_unknown_batch_still_cuts_bands_and_unknown_sizes_stay_direct(monkeypatch):
@@ -347,6 +381,15 @@ def test_the_rpn_runs_its_heads_on_each_band_with_the_same_outputs(monkeypatch):
     assert not tiled and whole
     for g, w in zip(trained, want):
         np.testing.assert_array_equal(g, w)
+
+
+def test_the_rpn_model_survives_keras_serialization():
+    from mrcnn.heads.rpn import RPNModel, build_rpn_model
+
+    rpn = build_rpn_model(1, 3, 16)
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(rpn))
+    assert type(again) is RPNModel
+    assert [w.path for w in again.weights] == [w.path for w in rpn.weights]
 
 
 # ------------------------------------------------------------------------ Config and detect()

@@ -11,6 +11,7 @@ from mrcnn.layers.sparse_grad_conv import SparseGradConv2D
 from mrcnn.ops import winograd
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class RPNModel(keras.Model):
     """The functional ``rpn_model`` (``build_rpn_model``), whose calls in detect()'s graph run
     the shared 3x3 conv and both 1x1 heads band by band when the conv runs by Winograd.

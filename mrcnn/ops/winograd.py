@@ -154,7 +154,8 @@ def conv2d(x, kernel, strides=1, padding="SAME", dilations=1, epilogue=None):
     same graph: one runs at a time, so one set of band intermediates and one kernel transform
     is alive at a time. (detect()'s executor otherwise interleaves the RPN's five levels, each
     holding its transformed kernel, its band products and its output: 0.2 GB more at 1024 px.)
-    Trace order is an order in which the graph can run, so the waits add no cycle.
+    Trace order is an order in which the graph can run, so the waits add no cycle. (A banded
+    convolution whose output is unused still runs: its buffer's op is stateful.)
     """
     if not applies(x, kernel, strides, padding, dilations):
         y = tf.nn.conv2d(x, kernel, strides=strides, padding=padding.upper(),
