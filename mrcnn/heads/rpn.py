@@ -33,15 +33,15 @@ class RPNModel(keras.Model):
         bias = tf.concat([tf.convert_to_tensor(h.bias) for h in heads], axis=-1)
         shared_bias = tf.convert_to_tensor(shared.bias)
 
-        def heads_of(band):  # [n, h', w', 512] -> [n, h', w', 6 anchors]
+        def heads_of(band):  # [n, h', w', 512] -> [n, h', w', 2 A + 4 A]: logits, deltas
             band = shared.activation(tf.nn.bias_add(band, shared_bias))
             return tf.nn.bias_add(tf.nn.conv2d(band, kernel, 1, "VALID"), bias)
 
         maps = winograd.conv2d(inputs, tf.convert_to_tensor(shared.kernel), epilogue=heads_of)
-        classes = heads[0].filters
+        split = heads[0].filters  # 2 A logits, then 4 A deltas
         batch = tf.shape(inputs)[0]
-        logits = tf.reshape(maps[..., :classes], [batch, -1, 2])
-        deltas = tf.reshape(maps[..., classes:], [batch, -1, 4])
+        logits = tf.reshape(maps[..., :split], [batch, -1, 2])
+        deltas = tf.reshape(maps[..., split:], [batch, -1, 4])
         return [logits, tf.nn.softmax(logits), deltas]
 
 

@@ -111,8 +111,7 @@ class SparseGradConv2D(keras.layers.Conv2D):
     def winograd_applies(self, inputs, training=None):
         """Whether this call runs by Winograd: in detect()'s graph (``mrcnn.ops.winograd``), not
         a training call, where ``winograd.applies`` says so."""
-        return (not training and winograd.current_mode() is not None
-                and self.data_format == "channels_last" and self.groups == 1
+        return (not training and self.data_format == "channels_last" and self.groups == 1
                 and winograd.applies(inputs, self.kernel, self.strides, self.padding,
                                      self.dilation_rate))
 

@@ -162,11 +162,11 @@ def conv2d(x, kernel, strides=1, padding="SAME", dilations=1, epilogue=None):
                          dilations=dilations)
         return y if epilogue is None else epilogue(y)
     graph = None if tf.executing_eagerly() else tf.compat.v1.get_default_graph()
-    before = _last_output.get(graph) if graph is not None else None
-    before = [] if before is None or before() is None else [before()]
+    previous = _last_output[graph]() if graph is not None and graph in _last_output else None
+    waits = [x] if previous is None else [x, previous]
     # The kernel is transformed once its input exists: otherwise the executor runs every
     # layer's transform at the start of the graph and holds them all (four times the weights).
-    with tf.control_dependencies([x] + before):
+    with tf.control_dependencies(waits):
         x = tf.identity(x)
         u = transform_kernel(kernel)
     y = winograd_conv3x3(x, u, max_tiles=MAX_TILES, epilogue=epilogue)
