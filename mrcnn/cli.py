@@ -49,8 +49,9 @@ def _setting(text):
         raise argparse.ArgumentTypeError(f"expected SETTING=VALUE with a Config setting in "
                                          f"capitals (e.g. IMAGE_MAX_DIM=512), got {text!r}")
     python_words = {"True": True, "False": False, "None": None}
-    if value.strip() in python_words:
-        return key.strip(), python_words[value.strip()]
+    word = value.strip()
+    if word in python_words:
+        return key.strip(), python_words[word]
     try:
         return key.strip(), json.loads(value)
     except ValueError:

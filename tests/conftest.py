@@ -83,7 +83,6 @@ def _overfit_train(dataset, directory):
     history dict)."""
     import keras
     from mrcnn import model as modellib
-
     from mrcnn.training.trainer import train
 
     keras.utils.set_random_seed(3)

@@ -115,7 +115,7 @@ def enabled(mode="auto"):
     eligible float32 convolution, whatever its channels), or None (off)."""
     if mode not in (None, "auto", "all"):
         raise ValueError(f"unknown Winograd mode {mode!r}: use 'auto', 'all' or None")
-    saved, _tracing.mode = getattr(_tracing, "mode", None), mode
+    saved, _tracing.mode = current_mode(), mode
     try:
         yield
     finally:
