@@ -1,6 +1,7 @@
 """Where detect() spends its time: each stage after the backbone, timed in one run.
 
     python bench/profile_detect.py [--only default|small] [--repeats 5] [--winograd auto|False]
+                                   [--precision float32|mixed_bfloat16]
 
 The inference graph is cut after each stage (a Keras model from the inputs to that stage's
 outputs, run compiled); a stage's time is the difference between the median of its cut and the
@@ -34,6 +35,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--winograd", default="auto", choices=["auto", "True", "False"],
                         help="Config.WINOGRAD")
+    parser.add_argument("--precision", default="float32",
+                        choices=["float32", "mixed_bfloat16", "mixed_float16"],
+                        help="Config.PRECISION")
     args = parser.parse_args()
 
     import keras
@@ -49,6 +53,8 @@ def main():
     anchor = report("anchor: bare ResNet-101 forward, 1024", backbone_forward_anchor(args.repeats))
     cfg = configs[args.only]()
     cfg.WINOGRAD = {"True": True, "False": False}.get(args.winograd, args.winograd)
+    cfg.PRECISION = args.precision
+    cfg.validate()
     model = modellib.MaskRCNN("inference", cfg, "/tmp/mrcnn_bench")
     km = model.keras_model
     model._predict_function()  # makes the backbone's folded kernels (mrcnn.layers.conv)
@@ -80,9 +86,9 @@ def main():
         detections[0], masks[0], image.shape, molded[0].shape, windows[0]), args.repeats))
     rows.append(("unmolding (boxes, 100 mask pastes)", unmold))
     whole = statistics.median(timed(lambda: model.detect([image]), args.repeats, warmup=1))
-    print("\n%s (%s, %d px), WINOGRAD %s, one 480x640 image, 100 detections; detect() %.3f s "
-          "(%.2f x anchor)" % (args.only, cfg.BACKBONE, cfg.IMAGE_MAX_DIM, cfg.WINOGRAD, whole,
-                               whole / anchor))
+    print("\n%s (%s, %d px), %s, WINOGRAD %s, one 480x640 image, 100 detections; detect() %.3f s "
+          "(%.2f x anchor)" % (args.only, cfg.BACKBONE, cfg.IMAGE_MAX_DIM, cfg.PRECISION,
+                               cfg.WINOGRAD, whole, whole / anchor))
     print("| stage | seconds | share of detect() | x anchor |\n|---|---|---|---|")
     for stage, seconds in rows:
         print("| %s | %.3f | %.0f%% | %.2f |" % (stage, seconds, 100 * seconds / whole,
