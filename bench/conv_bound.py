@@ -1,17 +1,20 @@
-"""The floor under detect(): its convolutions' arithmetic at the best rate this machine reaches.
+"""The floor under detect(): its convolutions, each timed alone, on this machine.
 
-    python bench/conv_bound.py [--only default|small] [--precision mixed_bfloat16] [--repeats 7]
+    python bench/conv_bound.py [--only default|small] [--precision mixed_bfloat16] [--repeats 5]
 
-detect() spends 94-97% of its op time in convolutions (bench/profile_ops.py). This script counts
-their floating-point operations in one detect() (2 x multiply-adds, by stage: the layers' real
-input and output shapes in one eager call, so the classifier's 1000 proposals and the mask head's
-detections are counted as run), times this machine's rate on the largest of them (a 3x3
-convolution with bias and ReLU, as oneDNN runs it in the precision's compute dtype), and prints
-the time the convolutions alone would take at that rate: the fastest detect() that computing
-Matterport's convolutions directly allows here, whatever else is made faster. Divided into the
-Matterport-equivalent's 2.56 x anchor (the speed issue's figure), it is the largest speed-up over
-Matterport such a detect() can show on this machine. Winograd (float32 only, mrcnn/ops/winograd.py)
-does fewer operations and is not bounded by it.
+detect() spends 94-97% of its op time in convolutions (bench/profile_ops.py). This script records
+every Conv2D / Conv2DTranspose call of one eager inference pass (the layers' real input shapes,
+so the RPN's five levels, the classifier's 1000 proposals and the mask head's detections count as
+run), counts their floating-point operations (2 x multiply-adds) by stage, and times each
+distinct call alone, in its layer's compute dtype, as TensorFlow's kernels run it (convolution and
+bias in one tf.function, one value of the output fetched). The sum is what the convolutions cost
+with nothing else in detect(): no molding, NMS, ROI align, casts or unmolding. It is also given
+at the fastest call's rate for all (an optimistic floor: small and 1x1 convolutions never reach
+it), and beside detect() itself, timed in the same process. With ``--only default`` both are
+divided into the Matterport-equivalent's 2.56 x anchor (the speed issue's figure, ResNet-101 at
+1024 px): the largest speed-up over Matterport a detect() that computes Matterport's
+convolutions directly could show here. Winograd (float32 only, mrcnn/ops/winograd.py) does
+fewer operations and is not bounded by it.
 
 Same benchmark inputs as bench/detect.py: random weights, DETECTION_MIN_CONFIDENCE 0 (100
 detections), a 480x640 random image.
@@ -40,37 +43,30 @@ def stage_of(name):
     return "backbone (ResNet)"
 
 
-def count_conv_flops(model, molded, metas):
-    """{stage: GFLOP} of every Conv2D / Conv2DTranspose call in one eager inference pass.
+def record_convs(model, molded, metas):
+    """Counter of the Conv2D / Conv2DTranspose calls of one eager inference pass, keyed by
+    (stage, transposed, input shape, kernel shape, strides, padding, compute dtype).
 
-    Each layer's ``call`` is wrapped for the pass, so layers applied several times (the RPN on
-    five levels) and inside TimeDistributed (the heads, on [rois, h, w, c]) count every call.
+    Each layer's ``call`` is wrapped for the pass (restored after), so layers applied several
+    times (the RPN on five levels) count every call, with their real input shapes.
     """
     import keras
 
-    flops = collections.Counter()
+    calls = collections.Counter()
     patched = []
 
     def visit(layer):
-        inner = getattr(layer, "layer", None)  # TimeDistributed
         if isinstance(layer, keras.Model):
             for sub in layer.layers:
                 visit(sub)
-        elif inner is not None:
-            visit(inner)
         elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
-            call = layer.call
-
-            def counted(x, *args, _call=call, _layer=layer, **kwargs):
-                y = _call(x, *args, **kwargs)
-                kh, kw = _layer.kernel_size
-                # Per multiply-add: the output pixels of a convolution read kh*kw*cin inputs;
-                # each input pixel of a transposed one writes kh*kw*cout outputs.
-                pixels = (x if isinstance(_layer, keras.layers.Conv2DTranspose) else y).shape[:3]
-                macs = int(pixels[0]) * int(pixels[1]) * int(pixels[2]) * kh * kw * \
-                    int(x.shape[-1]) * int(y.shape[-1])
-                flops[stage_of(_layer.name)] += 2 * macs / 1e9
-                return y
+            def counted(x, *args, _call=layer.call, _layer=layer, **kwargs):
+                calls[(stage_of(_layer.name),
+                       isinstance(_layer, keras.layers.Conv2DTranspose),
+                       tuple(int(d) for d in x.shape), tuple(_layer.kernel.shape),
+                       tuple(_layer.strides), _layer.padding.upper(),
+                       _layer.compute_dtype)] += 1
+                return _call(x, *args, **kwargs)
 
             layer.call = counted
             patched.append(layer)
@@ -81,21 +77,43 @@ def count_conv_flops(model, molded, metas):
     finally:
         for layer in patched:
             del layer.call  # back to the class's method
-    return flops
+    return calls
 
 
-def conv_rate(dtype, repeats, hw, cin, cout):
-    """GFLOP/s of a 3x3 same-padded convolution + bias + ReLU on one [hw, hw, cin] map."""
+def gflop(key):
+    """Floating-point operations of one call (2 x multiply-adds), in GFLOP."""
+    _, transposed, shape, kernel, strides, padding, _ = key
+    kh, kw, a, b = kernel  # Conv2D: [kh, kw, cin, cout]; transposed: [kh, kw, cout, cin]
+    n, h, w = shape[:3]
+    if transposed:  # each input pixel writes kh x kw x cout outputs
+        return 2 * n * h * w * kh * kw * a * b / 1e9
+    if padding == "SAME":
+        oh, ow = -(-h // strides[0]), -(-w // strides[1])
+    else:
+        oh, ow = (h - kh) // strides[0] + 1, (w - kw) // strides[1] + 1
+    return 2 * n * oh * ow * kh * kw * a * b / 1e9
+
+
+def time_alone(key, repeats):
+    """Median seconds of one such call alone: convolution and bias, random data."""
     import numpy as np
     import tensorflow as tf
+    _, transposed, shape, kernel, strides, padding, dtype = key
     rng = np.random.default_rng(0)
-    x = tf.cast(rng.normal(size=(1, hw, hw, cin)), dtype)
-    w = tf.cast(rng.normal(size=(3, 3, cin, cout)) * 0.05, dtype)
-    b = tf.cast(rng.normal(size=(cout,)), dtype)
-    conv = tf.function(lambda x: tf.nn.relu(tf.nn.bias_add(
-        tf.nn.conv2d(x, w, 1, "SAME"), b)))
-    seconds = statistics.median(timed(lambda: conv(x).numpy(), repeats, warmup=2))
-    return 2 * hw * hw * 9 * cin * cout / 1e9 / seconds
+    x = tf.cast(rng.normal(size=shape), dtype)
+    w = tf.cast(rng.normal(size=kernel) * 0.05, dtype)
+    if transposed:
+        out = (shape[0], shape[1] * strides[0], shape[2] * strides[1], kernel[2])
+        b = tf.cast(rng.normal(size=kernel[2]), dtype)
+        conv = tf.function(lambda x: tf.nn.bias_add(tf.nn.conv2d_transpose(
+            x, w, out, strides, padding), b))
+    else:
+        b = tf.cast(rng.normal(size=kernel[3]), dtype)
+        conv = tf.function(lambda x: tf.nn.bias_add(tf.nn.conv2d(x, w, strides, padding), b))
+    # One value out: the convolution still runs whole, and copying its output to NumPy (32 MB
+    # for the backbone's first stage) does not count.
+    first = tf.function(lambda x: conv(x)[0, 0, 0, 0])
+    return statistics.median(timed(lambda: first(x).numpy(), repeats, warmup=2))
 
 
 def main():
@@ -104,7 +122,7 @@ def main():
     parser.add_argument("--precision", default="auto",
                         help="Config.PRECISION; auto: mixed_bfloat16 where the CPU has native "
                              "bfloat16, else float32")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     precision = args.precision
     if precision == "auto":
@@ -117,33 +135,44 @@ def main():
     anchor = report("anchor: bare ResNet-101 forward, 1024", backbone_forward_anchor(5))
     cfg = inference_configs()[args.only]()
     cfg.PRECISION = precision
-    cfg.WINOGRAD = False  # the direct convolutions' count
-    cfg.validate()
+    cfg.WINOGRAD = False  # the direct convolutions
     model = modellib.MaskRCNN("inference", cfg, "/tmp/mrcnn_bench")
-    molded, metas, _ = model.mold_inputs([detect_image()])
-    flops = count_conv_flops(model.keras_model, tf.constant(molded), tf.constant(metas))
-    total = sum(flops.values())
+    image = detect_image()
+    molded, metas, _ = model.mold_inputs([image])
+    calls = record_convs(model.keras_model, tf.constant(molded), tf.constant(metas))
+    whole = statistics.median(timed(lambda: model.detect([image]), args.repeats, warmup=1))
 
-    size = cfg.IMAGE_MAX_DIM // cfg.BACKBONE_STRIDES[0]
-    compute = tf.bfloat16 if "bfloat16" in precision else (
-        tf.float16 if "float16" in precision else tf.float32)
-    # The largest convolution of detect(): the RPN's 3x3 on P2, channels as configured.
-    shape = (size, cfg.TOP_DOWN_PYRAMID_SIZE, 512)
-    rate = conv_rate(compute, args.repeats, *shape)
-    floor = total / rate
+    flops, seconds = collections.Counter(), collections.Counter()
+    best = (0.0, None)
+    for key, count in calls.items():
+        alone = time_alone(key, args.repeats)
+        flops[key[0]] += count * gflop(key)
+        seconds[key[0]] += count * alone
+        best = max(best, (gflop(key) / alone, key))
+    total, floor = sum(flops.values()), sum(seconds.values())
 
-    print("\n%s (%s, %d px), %s: convolutions of one detect(), 100 detections" % (
-        args.only, cfg.BACKBONE, cfg.IMAGE_MAX_DIM, precision))
-    print("| stage | GFLOP | share |\n|---|---|---|")
-    for stage, gflop in sorted(flops.items(), key=lambda kv: -kv[1]):
-        print("| %s | %.1f | %.0f%% |" % (stage, gflop, 100 * gflop / total))
-    print("| all | %.1f | 100%% |" % total)
-    print("\n%s 3x3 convolution %dx%d px, %d -> %d channels: %.0f GFLOP/s (median of %d)" % (
-        compute.name, size, size, shape[1], shape[2], rate, args.repeats))
-    print("convolutions alone at that rate: %.3f s = %.2f x anchor; at most %.2f times the "
-          "Matterport-equivalent's %.2f x anchor" % (
-              floor, floor / anchor, MATTERPORT_DETECT_X_ANCHOR * anchor / floor,
-              MATTERPORT_DETECT_X_ANCHOR))
+    print("\n%s (%s, %d px), %s: the %d convolution calls of one detect() (%d distinct), "
+          "100 detections, each timed alone (median of %d)" % (
+              args.only, cfg.BACKBONE, cfg.IMAGE_MAX_DIM, precision, sum(calls.values()),
+              len(calls), args.repeats))
+    print("| stage | GFLOP | share | seconds alone | GFLOP/s |\n|---|---|---|---|---|")
+    for stage in sorted(flops, key=lambda s: -flops[s]):
+        print("| %s | %.1f | %.0f%% | %.3f | %.0f |" % (
+            stage, flops[stage], 100 * flops[stage] / total, seconds[stage],
+            flops[stage] / seconds[stage]))
+    print("| all | %.1f | 100%% | %.3f | %.0f |" % (total, floor, total / floor))
+    rate, key = best
+    print("\nfastest call: %s %s %s -> %d channels, %.0f GFLOP/s" % (
+        key[0], key[6], "x".join(map(str, key[2])), key[3][2 if key[1] else 3], rate))
+    print("convolutions alone: %.3f s = %.2f x anchor; all of them at the fastest call's rate: "
+          "%.3f s = %.2f x anchor" % (floor, floor / anchor, total / rate, total / rate / anchor))
+    print("detect() itself (same model, WINOGRAD False): %.3f s = %.2f x anchor, %.2f times its "
+          "convolutions alone" % (whole, whole / anchor, whole / floor))
+    if args.only == "default":
+        print("at most %.2f times the Matterport-equivalent's %.2f x anchor (%.2f at the fastest "
+              "call's rate)" % (MATTERPORT_DETECT_X_ANCHOR * anchor / floor,
+                                MATTERPORT_DETECT_X_ANCHOR,
+                                MATTERPORT_DETECT_X_ANCHOR * anchor * rate / total))
 
 
 if __name__ == "__main__":

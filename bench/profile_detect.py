@@ -1,7 +1,7 @@
 """Where detect() spends its time: each stage after the backbone, timed in one run.
 
     python bench/profile_detect.py [--only default|small] [--repeats 5] [--winograd auto|False]
-                                   [--precision float32|mixed_bfloat16]
+                                   [--precision float32|mixed_bfloat16|mixed_float16]
 
 The inference graph is cut after each stage (a Keras model from the inputs to that stage's
 outputs, run compiled); a stage's time is the difference between the median of its cut and the
@@ -54,7 +54,6 @@ def main():
     cfg = configs[args.only]()
     cfg.WINOGRAD = {"True": True, "False": False}.get(args.winograd, args.winograd)
     cfg.PRECISION = args.precision
-    cfg.validate()
     model = modellib.MaskRCNN("inference", cfg, "/tmp/mrcnn_bench")
     km = model.keras_model
     model._predict_function()  # makes the backbone's folded kernels (mrcnn.layers.conv)
