@@ -1,5 +1,7 @@
 """Training on several machines: MultiWorkerMirroredStrategy configured by TF_CONFIG, here two
-worker processes on 127.0.0.1, each holding half of the batch, for two epochs with validation."""
+worker processes on 127.0.0.1, each holding one image of the batch, for two epochs with
+validation, against one process running MirroredStrategy over two logical CPUs (one image per
+replica): the same computation, so the same losses step by step."""
 
 import json
 import os
@@ -14,7 +16,8 @@ import numpy as np
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
 
-# argv: index (-1: one process, no strategy), comma-separated ports, model_dir, result file, seed
+# argv: index (-1: one process, MirroredStrategy over two logical CPUs), comma-separated ports,
+# model_dir, result file, seed
 SCRIPT = textwrap.dedent("""
     import json, os, sys
     index, ports, model_dir, result, seed = sys.argv[1:6]
@@ -26,7 +29,12 @@ SCRIPT = textwrap.dedent("""
     sys.path[:0] = [ROOT, TESTS]
     import mrcnn  # noqa: F401  (before TensorFlow: its settings)
     import tensorflow as tf
-    strategy = tf.distribute.MultiWorkerMirroredStrategy() if index >= 0 else None
+    if index >= 0:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     import keras
     from conftest import TinyConfig
     import mrcnn.model as modellib
@@ -35,9 +43,13 @@ SCRIPT = textwrap.dedent("""
 
     class Cfg(TinyConfig):
         NAME = "multi"
-        IMAGES_PER_GPU = 1 if index >= 0 else 2      # each worker half of the batch
+        IMAGES_PER_GPU = 1 if index >= 0 else 2      # one image per worker / per replica
         STEPS_PER_EPOCH = 3
         VALIDATION_STEPS = 1
+        # Every proposal is a sampling candidate and only positives are kept, so the ROI sample
+        # is all positive proposals: no random draw that would differ between the runs.
+        TRAIN_ROIS_PER_IMAGE = TinyConfig.POST_NMS_ROIS_TRAINING
+        ROI_POSITIVE_RATIO = 1.0
 
     class Steps(keras.callbacks.Callback):
         def __init__(self):
@@ -51,10 +63,7 @@ SCRIPT = textwrap.dedent("""
     dataset = SyntheticShapesDataset()
     dataset.load_shapes(8, 128, 128, seed=1)
     dataset.prepare()
-    if strategy is not None:
-        with strategy.scope():
-            model = modellib.MaskRCNN("training", Cfg(), model_dir)
-    else:
+    with strategy.scope():
         model = modellib.MaskRCNN("training", Cfg(), model_dir)
     # The same starting weights everywhere: the one process saves them, the workers load them.
     initial = os.path.join(os.path.dirname(result), "initial.h5")
@@ -67,6 +76,7 @@ SCRIPT = textwrap.dedent("""
     # Two epochs with validation: each epoch must get its batches (Keras keeps one iterator).
     history = train(model, dataset, dataset, 0.001, 2, "heads", custom_callbacks=[steps],
                     seed=None if index >= 0 else int(seed))
+    assert model.strategy is strategy
     with open(result, "w") as f:
         json.dump({"steps": steps.logs, "epoch": model.epoch,
                    "val_loss": [float(v) for v in history.history["val_loss"]]}, f)
@@ -83,7 +93,7 @@ def _free_ports(n):
     return ports
 
 
-def test_two_workers_train_as_one_process_on_the_whole_batch(tmp_path):
+def test_two_workers_train_as_one_process_with_two_replicas(tmp_path):
     ports = _free_ports(2)
     spec = {"worker": ["127.0.0.1:%d" % p for p in ports]}
     seed = zlib.crc32(json.dumps(spec, sort_keys=True).encode())   # what the workers share
@@ -99,7 +109,7 @@ def test_two_workers_train_as_one_process_on_the_whole_batch(tmp_path):
         return subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
 
-    # One process on the whole batch first (it writes the starting weights), then the workers.
+    # The one process first (it writes the starting weights), then the workers.
     for group in ([-1], [0, 1]):
         procs = [start(i) for i in group]
         try:
@@ -113,23 +123,22 @@ def test_two_workers_train_as_one_process_on_the_whole_batch(tmp_path):
                             for i in (0, 1, -1))
     assert len(chief["steps"]) == len(single["steps"]) == len(other["steps"]) == 6
     assert chief["epoch"] == other["epoch"] == 2
-    assert len(chief["val_loss"]) == 2 and np.all(np.isfinite(chief["val_loss"]))
-    # The workers stay in step with each other.
-    for step in range(3):
+    # The workers report the same (averaged) results.
+    for step in range(6):
         for name, value in chief["steps"][step].items():
             assert np.isclose(value, other["steps"][step][name], rtol=1e-5), (step, name)
-    # Before any update, the workers' halves give the whole batch's losses: those averaged over
-    # a fixed number of samples per image (anchors, ROIs) to rounding, the total (which also
-    # averages over each image's positives: per worker, or over the batch) closely.
-    for name in ("rpn_class_loss", "mrcnn_class_loss"):
-        np.testing.assert_allclose(chief["steps"][0][name], single["steps"][0][name], rtol=1e-4,
-                                   err_msg=name)
-    np.testing.assert_allclose(chief["steps"][0]["loss"], single["steps"][0]["loss"], rtol=0.1)
-    # After updates they train alike (gradient clipping and those per-positive averages act on
-    # each worker's gradient, so the runs are not identical).
-    for step in (1, 2):
-        np.testing.assert_allclose(chief["steps"][step]["loss"], single["steps"][step]["loss"],
-                                   rtol=0.15, err_msg="step %d" % step)
+    # Step by step, every loss is the two-replica process's: the workers got its images (worker
+    # i the image of replica i), took the same updates, and averaged the same way. The first
+    # step is before any update; later ones differ only by the rounding of separately threaded
+    # kernels, carried through the updates.
+    assert set(chief["steps"][0]) == set(single["steps"][0]) >= {"loss", "rpn_bbox_loss"}
+    for step in range(6):
+        for name, value in single["steps"][step].items():
+            np.testing.assert_allclose(chief["steps"][step][name], value,
+                                       rtol=1e-4 if step == 0 else 2e-3, atol=1e-5,
+                                       err_msg="step %d, %s" % (step, name))
+    np.testing.assert_allclose(chief["val_loss"], single["val_loss"], rtol=2e-3)
+    assert np.all(np.isfinite(chief["val_loss"]))
     # Only the chief writes checkpoints and logs, and leaves no temporary file.
     runs = os.listdir(tmp_path / "logs0")
     assert len(runs) == 1
@@ -139,11 +148,14 @@ def test_two_workers_train_as_one_process_on_the_whole_batch(tmp_path):
     assert not os.path.exists(tmp_path / "logs1") or not os.listdir(tmp_path / "logs1")
 
 
-def test_worker_batches_feed_every_epoch():
+def test_worker_batches_feed_every_epoch_and_validation():
     """Keras keeps one iterator of a dataset of unknown length for all epochs when
-    steps_per_epoch is set: the worker's dataset must go on pass after pass (a single pass left
-    epoch 2 without data: "Your input ran out of data", an epoch of no steps). Worker 1 of 2,
-    in one process under the default strategy."""
+    steps_per_epoch is set: the worker's training dataset must go on pass after pass (a single
+    pass left epoch 2 without data: "Your input ran out of data", an epoch of no steps). Its
+    validation makes a new iterator every epoch, which must read the next pass (an endless one
+    there had been run ahead by the abandoned iterator's prefetch: the second validation read
+    a later pass, on each worker whichever its prefetch had reached). Worker 1 of 2, in one
+    process under the default strategy."""
     import warnings
 
     import keras
@@ -152,16 +164,19 @@ def test_worker_batches_feed_every_epoch():
     from mrcnn.training.trainer import _worker_batches
 
     class Sequence:
+        def __init__(self, length, offset):
+            self.length, self.offset = length, offset
+
         def __len__(self):
-            return 6
+            return self.length
 
         def batch_at(self, epoch, idx):
-            return {"x": np.full((1, 2), epoch * 100 + idx, np.float32)}
+            return {"x": np.full((1, 2), self.offset + epoch * 100 + idx, np.float32)}
 
         def __getitem__(self, idx):
             return self.batch_at(0, idx)
 
-    seen = []
+    seen = {"train": [], "val": []}
 
     class Recorder(keras.Model):
         def __init__(self):
@@ -171,16 +186,26 @@ def test_worker_batches_feed_every_epoch():
         def call(self, x):
             return self.dense(x)
 
-        def train_step(self, data):
-            tf.py_function(lambda v: seen.append(int(v[0, 0])), [data["x"]], [])
+        def _record(self, data, key):
+            tf.py_function(lambda v: seen[key].append(int(v[0, 0])), [data["x"]], [])
             return {"n": tf.reduce_sum(data["x"])}
+
+        def train_step(self, data):
+            return self._record(data, "train")
+
+        def test_step(self, data):
+            return self._record(data, "val")
 
     model = Recorder()
     model.compile(optimizer="sgd")
     model(np.zeros((1, 2), np.float32))
-    data = _worker_batches(tf.distribute.get_strategy(), Sequence(), 1, 2)
+    strategy = tf.distribute.get_strategy()
+    data = _worker_batches(strategy, Sequence(6, 0), 1, 2)
+    val = _worker_batches(strategy, Sequence(4, 1000), 1, 2, pass_per_iterator=True)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*ran out of data")
-        history = model.fit(data, epochs=3, steps_per_epoch=3, verbose=0, shuffle=False)
+        history = model.fit(data, epochs=3, steps_per_epoch=3, validation_data=val,
+                            validation_steps=2, verbose=0, shuffle=False)
     assert len(history.epoch) == 3
-    assert seen == [1, 3, 5, 101, 103, 105, 201, 203, 205]
+    assert seen["train"] == [1, 3, 5, 101, 103, 105, 201, 203, 205]
+    assert seen["val"] == [1001, 1003, 1101, 1103, 1201, 1203]

@@ -90,13 +90,18 @@ class MaskRCNNTrainer(keras.Model):
         return results
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Under MultiWorkerMirroredStrategy Keras builds the model symbolically from the first
-        # batch averaged over workers, and strategy.reduce fails on our dict of inputs. The
-        # model is built already, train() builds the optimizer, and there are no compiled
-        # losses or metrics to build.
-        if is_multi_worker(self.distribute_strategy):
+        # Under a tf.distribute strategy Keras builds the model symbolically from a batch it
+        # takes from the iterator: that starts a pass over the data set which training then does
+        # not use (the first epoch read the second pass's batches, so runs under MirroredStrategy
+        # and without a strategy saw different data for the same seed), and averaging that
+        # batch over workers fails under MultiWorkerMirroredStrategy on our dict of inputs. The
+        # model is built already and there are no compiled losses or metrics: only the
+        # optimizer can be left to build (train() builds it; a direct fit() may not have).
+        if self._distribute_strategy is None:
             return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
 
     def train_step(self, data):
         x = data[0] if isinstance(data, tuple) else data
@@ -515,7 +520,8 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
     train_data, val_data = train_seq, val_seq
     if n_workers > 1:
         train_data = _worker_batches(strategy, train_seq, worker, n_workers)
-        val_data = val_seq and _worker_batches(strategy, val_seq, worker, n_workers)
+        val_data = val_seq and _worker_batches(strategy, val_seq, worker, n_workers,
+                                               pass_per_iterator=True)
     bad_loss = StopOnBadLoss(train_seq, n_workers)
     if is_chief:
         maskrcnn.create_log_dir()
@@ -583,26 +589,35 @@ def _raise_diverged(maskrcnn, bad):
            "the last good one is %s" % last if last else "there is no earlier checkpoint"), bad)
 
 
-def _worker_batches(strategy, sequence, worker, n_workers):
+def _worker_batches(strategy, sequence, worker, n_workers, pass_per_iterator=False):
     """The distributed dataset of a multi-worker run: at step s, worker i's replica gets
     ``sequence[s * n_workers + i]``, and each pass over it (an epoch) moves the sequence on.
 
     tf.distribute's own split of a dataset would treat each of our batches as the global batch
     and cut it among the workers; this hands each worker whole batches of its own.
+
+    How Keras iterates decides how passes are counted. fit() keeps one iterator of the training
+    data for all epochs (steps_per_epoch set, length unknown), so that dataset is endless and
+    moves to the next pass after each. evaluate(), and so fit()'s validation, makes a new
+    iterator every time: with ``pass_per_iterator`` each iterator reads exactly one pass, the
+    next one. An endless generator there would count its passes wrong: the abandoned iterator's
+    prefetch had already started later ones, and the workers, each prefetching in its own time,
+    validated on different passes.
     """
     sample = sequence[0]
     signature = {k: tf.TensorSpec((None,) + v.shape[1:], tf.as_dtype(v.dtype))
                  for k, v in sample.items()}
     passes = [0]
+    steps = len(sequence) // n_workers
 
     def batches():
-        # Endless: Keras keeps one iterator of a dataset of unknown length for all epochs
-        # (steps_per_epoch set), so a single pass would leave the second epoch without data.
         while True:
             epoch = passes[0]
             passes[0] += 1
-            for step in range(len(sequence) // n_workers):
+            for step in range(steps):
                 yield sequence.batch_at(epoch, step * n_workers + worker)
+            if pass_per_iterator:
+                return
 
     def dataset_fn(context):
         return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
