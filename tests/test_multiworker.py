@@ -113,7 +113,8 @@ def test_two_workers_train_as_one_process_with_two_replicas(tmp_path):
     for group in ([-1], [0, 1]):
         procs = [start(i) for i in group]
         try:
-            outputs = [p.communicate(timeout=300)[0] for p in procs]
+            # Generous: two TensorFlow processes on two cores beside the other xdist worker.
+            outputs = [p.communicate(timeout=600)[0] for p in procs]
         finally:
             for p in procs:
                 p.kill()
