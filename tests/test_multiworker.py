@@ -9,9 +9,11 @@ import socket
 import subprocess
 import sys
 import textwrap
+import types
 import zlib
 
 import numpy as np
+import pytest
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
@@ -155,8 +157,9 @@ def test_worker_batches_feed_every_epoch_and_validation():
     pass left epoch 2 without data: "Your input ran out of data", an epoch of no steps). Its
     validation makes a new iterator every epoch, which must read the next pass (an endless one
     there had been run ahead by the abandoned iterator's prefetch: the second validation read
-    a later pass, on each worker whichever its prefetch had reached). Worker 1 of 2, in one
-    process under the default strategy."""
+    a later pass, on each worker whichever its prefetch had reached). Passes count from the
+    sequence's first_pass (a resumed run's epoch). Worker 1 of 2, in one process under the
+    default strategy."""
     import warnings
 
     import keras
@@ -165,8 +168,8 @@ def test_worker_batches_feed_every_epoch_and_validation():
     from mrcnn.training.trainer import _worker_batches
 
     class Sequence:
-        def __init__(self, length, offset):
-            self.length, self.offset = length, offset
+        def __init__(self, length, offset, first_pass=0):
+            self.length, self.offset, self.first_pass = length, offset, first_pass
 
         def __len__(self):
             return self.length
@@ -202,11 +205,24 @@ def test_worker_batches_feed_every_epoch_and_validation():
     model(np.zeros((1, 2), np.float32))
     strategy = tf.distribute.get_strategy()
     data = _worker_batches(strategy, Sequence(6, 0), 1, 2)
-    val = _worker_batches(strategy, Sequence(4, 1000), 1, 2, pass_per_iterator=True)
+    # Validation of a run resumed at epoch 1: passes count from there.
+    val = _worker_batches(strategy, Sequence(4, 1000, first_pass=1), 1, 2,
+                          pass_per_iterator=True)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*ran out of data")
         history = model.fit(data, epochs=3, steps_per_epoch=3, validation_data=val,
                             validation_steps=2, verbose=0, shuffle=False)
     assert len(history.epoch) == 3
     assert seen["train"] == [1, 3, 5, 101, 103, 105, 201, 203, 205]
-    assert seen["val"] == [1001, 1003, 1101, 1103, 1201, 1203]
+    assert seen["val"] == [1101, 1103, 1201, 1203, 1301, 1303]
+
+
+def test_a_worker_with_several_replicas_is_refused():
+    """Each worker gets one whole batch per step, which needs one replica per worker: a worker
+    whose strategy spans several GPUs is told how to run instead (one process per GPU)."""
+    from mrcnn.training.trainer import check_one_replica_per_worker
+
+    check_one_replica_per_worker(types.SimpleNamespace(num_replicas_in_sync=2), 2)
+    with pytest.raises(ValueError, match=r"2 workers has 4 replicas.*one worker process per GPU"
+                                         r".*CUDA_VISIBLE_DEVICES"):
+        check_one_replica_per_worker(types.SimpleNamespace(num_replicas_in_sync=4), 2)

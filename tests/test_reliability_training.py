@@ -67,8 +67,15 @@ def test_non_finite_loss_names_step_and_images_and_keeps_last_good_checkpoint(tm
     resumed = modellib.MaskRCNN("training", Cfg(), str(tmp_path))
     resumed.load_weights(resumed.find_last(), by_name=True)
     assert resumed.epoch == 1
+    # Its passes over the data count from epoch 1: with the same seed (the workers' shared one)
+    # it would otherwise repeat the first epoch's batches.
+    first_passes = []
+    init = data_lib.MaskRCNNSequence.__init__
+    monkeypatch.setattr(data_lib.MaskRCNNSequence, "__init__", lambda self, *a, **k: (
+        first_passes.append(k.get("first_pass", 0)), init(self, *a, **k))[1])
     resumed.train(train_ds, val_ds, 0.001, epochs=2, layers="heads")
     assert resumed.find_last().endswith("_0002.h5")
+    assert first_passes == [1, 1]  # training and validation
 
 
 class SmallCfg(TinyConfig):
@@ -94,10 +101,11 @@ def test_bad_loss_names_all_workers_images_of_the_step_under_multi_worker():
     worker, n_workers, seed = 1, 2, 1234
     dataset = shapes(5, 3)  # 5 images, batches of 2: each pass shuffles anew and shifts
     config = SmallCfg()
+    # A run resumed at epoch 5: fit's epochs and the passes over the data count from there.
     sequence = data_lib.MaskRCNNSequence(dataset, config, steps=config.STEPS_PER_EPOCH * n_workers,
-                                         seed=seed, workers=1)
+                                         seed=seed, workers=1, first_pass=5)
     strategy = tf.distribute.get_strategy()
-    fed = {}  # (worker, pass, step) -> image ids
+    fed = {}  # (worker, pass from the first, step) -> image ids
     for w in range(n_workers):
         iterator = iter(trainer._worker_batches(strategy, sequence, w, n_workers))
         for p in range(3):
@@ -111,7 +119,7 @@ def test_bad_loss_names_all_workers_images_of_the_step_under_multi_worker():
     for p, s in ((0, 0), (2, 1), (2, 2)):  # the bad step: pass p (an epoch of fit), step s
         callback = trainer.StopOnBadLoss(sequence, n_workers)
         callback.set_model(types.SimpleNamespace(stop_training=False))
-        for epoch in range(5, 5 + p + 1):  # a resumed run: fit's epochs start at 5
+        for epoch in range(5, 5 + p + 1):
             callback.on_epoch_begin(epoch)
         for b in range(s):
             callback.on_train_batch_end(b, {"loss": 1.0})

@@ -150,17 +150,18 @@ class MaskRCNNSequence(keras.utils.PyDataset):
     USE_RPN_ROIS False input_roi [B, POST_NMS_ROIS_TRAINING, 4] float32 pixels.
     Images without instances are skipped (as Matterport does).
 
-    The masks travel as uint8, not bool: under a ``tf.distribute`` strategy Keras averages the
-    first batch across replicas to build the model, and TensorFlow cannot add booleans.
+    The masks travel as uint8 in {0, 1}; the model reads them as booleans.
     ``name`` ("training", "validation") only labels error messages.
 
     Batch ``idx`` is a pure function of (seed, idx), so worker threads need no shared state and
-    every pass over the data uses a new shuffle.
+    every pass over the data uses a new shuffle. The first pass is ``first_pass`` (train() gives
+    the epoch it resumes from, so a resumed run with the same seed goes on to new passes instead
+    of repeating the first ones).
     """
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None,
                  no_augmentation_sources=None, steps=None, seed=None, workers=1, name=None,
-                 **kwargs):
+                 first_pass=0, **kwargs):
         super().__init__(workers=workers, use_multiprocessing=False, **kwargs)
         self.label = ("%s data set" % name) if name else "data set"
         if len(dataset.image_ids) == 0:
@@ -174,8 +175,9 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         self.batch_size = config.BATCH_SIZE
         self.steps = steps or int(np.ceil(len(dataset.image_ids) / self.batch_size))
         self.seed = np.random.SeedSequence().entropy % (2 ** 32) if seed is None else seed
-        self.epoch = 0
-        self._passes = 0
+        self.first_pass = int(first_pass)
+        self.epoch = self.first_pass
+        self._passes = self.first_pass
         shapes = compute_backbone_shapes(config, config.IMAGE_SHAPE)
         self.anchors = generate_pyramid_anchors(config.RPN_ANCHOR_SCALES,
                                                 config.RPN_ANCHOR_RATIOS, shapes,

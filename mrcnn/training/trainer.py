@@ -151,6 +151,21 @@ def worker_role(strategy):
     return index, len(order), seed
 
 
+def check_one_replica_per_worker(strategy, n_workers):
+    """Multi-worker training deals one whole batch to each worker per step (`_worker_batches`),
+    which holds only when each worker has one replica. MultiWorkerMirroredStrategy takes every
+    GPU a worker sees, and a worker with several would split its batches among them. Raises
+    ValueError saying how to run such a machine."""
+    replicas = strategy.num_replicas_in_sync
+    if replicas != n_workers:
+        raise ValueError(
+            "Multi-worker training takes one device per worker, but this cluster of %d workers "
+            "has %d replicas (MultiWorkerMirroredStrategy uses every GPU a worker process sees). "
+            "Run one worker process per GPU instead: give each its own task in TF_CONFIG's "
+            "cluster (its own port) and its own CUDA_VISIBLE_DEVICES; on a single machine, "
+            "MirroredStrategy over its GPUs does the same." % (n_workers, replicas))
+
+
 def set_trainable(keras_model, layer_regex, verbose=0):
     """Train layers whose names fully match ``layer_regex``; freeze every other weighted layer.
 
@@ -204,7 +219,8 @@ class StopOnBadLoss(keras.callbacks.Callback):
         self.n_workers = n_workers
         self.bad = None
         self._epoch = 0
-        self._pass = -1  # passes over the sequence in this fit, as the sequence counts them
+        # The pass over the sequence, as the sequence counts them (from its first_pass).
+        self._pass = sequence.first_pass - 1
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -501,21 +517,24 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
     workers = workers or min(4, os.cpu_count() or 1)
     # Several worker processes (MultiWorkerMirroredStrategy): every worker builds the same
     # sequence of batches (shared seed); at step s worker i trains on batch s * n + i, so one
-    # step covers n consecutive batches, as one process with n times the batch would. Only the
-    # chief writes checkpoints and logs.
+    # step covers n consecutive batches, as one process with n replicas would. Only the chief
+    # writes checkpoints and logs.
     worker, n_workers, shared_seed = 0, 1, None
     strategy = getattr(maskrcnn, "strategy", None)
     if is_multi_worker(strategy):
         worker, n_workers, shared_seed = worker_role(strategy)
+        check_one_replica_per_worker(strategy, n_workers)
     is_chief = worker == 0
     seed = shared_seed if seed is None else seed
+    # Passes over the data count from the epoch training resumes at: with the same seed (the
+    # workers' shared one, or a given one) a resumed run reads new passes, not the first again.
     train_seq = MaskRCNNSequence(train_dataset, config, shuffle=True, augmentation=augmentation,
                                  no_augmentation_sources=no_augmentation_sources,
                                  steps=config.STEPS_PER_EPOCH * n_workers, workers=workers,
-                                 seed=seed, name="training")
+                                 seed=seed, name="training", first_pass=maskrcnn.epoch)
     val_seq = (MaskRCNNSequence(val_dataset, config, shuffle=True,
                                 steps=config.VALIDATION_STEPS * n_workers, workers=workers,
-                                seed=seed, name="validation")
+                                seed=seed, name="validation", first_pass=maskrcnn.epoch)
                if val_dataset is not None else None)
     train_data, val_data = train_seq, val_seq
     if n_workers > 1:
@@ -607,7 +626,7 @@ def _worker_batches(strategy, sequence, worker, n_workers, pass_per_iterator=Fal
     sample = sequence[0]
     signature = {k: tf.TensorSpec((None,) + v.shape[1:], tf.as_dtype(v.dtype))
                  for k, v in sample.items()}
-    passes = [0]
+    passes = [sequence.first_pass]
     steps = len(sequence) // n_workers
 
     def batches():
