@@ -71,8 +71,12 @@ def test_non_finite_loss_names_step_and_images_and_keeps_last_good_checkpoint(tm
     # it would otherwise repeat the first epoch's batches.
     first_passes = []
     init = data_lib.MaskRCNNSequence.__init__
-    monkeypatch.setattr(data_lib.MaskRCNNSequence, "__init__", lambda self, *a, **k: (
-        first_passes.append(k.get("first_pass", 0)), init(self, *a, **k))[1])
+
+    def recording_init(self, *args, **kwargs):
+        first_passes.append(kwargs.get("first_pass", 0))
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(data_lib.MaskRCNNSequence, "__init__", recording_init)
     resumed.train(train_ds, val_ds, 0.001, epochs=2, layers="heads")
     assert resumed.find_last().endswith("_0002.h5")
     assert first_passes == [1, 1]  # training and validation
