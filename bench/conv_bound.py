@@ -1,6 +1,7 @@
 """The floor under detect(): its convolutions, each timed alone, on this machine.
 
     python bench/conv_bound.py [--only default|small] [--precision mixed_bfloat16] [--repeats 5]
+                               [--float32]
 
 detect() spends 94-97% of its op time in convolutions (bench/profile_ops.py). This script records
 every Conv2D / Conv2DTranspose call of one eager inference pass (the layers' real input shapes,
@@ -15,6 +16,11 @@ divided into the Matterport-equivalent's 2.56 x anchor (the speed issue's figure
 1024 px): the largest speed-up over Matterport a detect() that computes Matterport's
 convolutions directly could show here. Winograd (float32 only, mrcnn/ops/winograd.py) does
 fewer operations and is not bounded by it.
+
+With ``--float32``, each call is also timed in float32 (same shapes): the speed-up half
+precision gives the same arithmetic on this processor. The Matterport-equivalent computes these
+convolutions in float32, so the "at most" figure below is that speed-up times the
+Matterport-equivalent's time over the float32 convolutions alone.
 
 Same benchmark inputs as bench/detect.py: random weights, DETECTION_MIN_CONFIDENCE 0 (100
 detections), a 480x640 random image.
@@ -124,6 +130,9 @@ def main():
                         help="Config.PRECISION; auto: mixed_bfloat16 where the CPU has native "
                              "bfloat16, else float32")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--float32", action="store_true",
+                        help="also time every call in float32, for the speed-up of the "
+                             "precision over float32 on the same convolutions")
     args = parser.parse_args()
     precision = args.precision
     if precision == "auto":
@@ -144,12 +153,15 @@ def main():
     whole = statistics.median(timed(lambda: model.detect([image]), args.repeats, warmup=1))
 
     flops, seconds = collections.Counter(), collections.Counter()
+    seconds32 = collections.Counter()
     best = (0.0, None)
     for key, count in calls.items():
         alone = time_alone(key, args.repeats)
         flops[key[0]] += count * gflop(key)
         seconds[key[0]] += count * alone
         best = max(best, (gflop(key) / alone, key))
+        if args.float32:
+            seconds32[key[0]] += count * time_alone(key[:6] + ("float32",), args.repeats)
     total, floor = sum(flops.values()), sum(seconds.values())
 
     print("\n%s (%s, %d px), %s: the %d convolution calls of one detect() (%d distinct), "
@@ -162,6 +174,16 @@ def main():
             stage, flops[stage], 100 * flops[stage] / total, seconds[stage],
             flops[stage] / seconds[stage]))
     print("| all | %.1f | 100%% | %.3f | %.0f |" % (total, floor, total / floor))
+    if args.float32:
+        floor32 = sum(seconds32.values())
+        print("\nthe same calls in float32 (median of %d)" % args.repeats)
+        print("| stage | float32 s | GFLOP/s | %s over float32 |\n|---|---|---|---|" % precision)
+        for stage in sorted(flops, key=lambda s: -flops[s]):
+            print("| %s | %.3f | %.0f | %.2f times faster |" % (
+                stage, seconds32[stage], flops[stage] / seconds32[stage],
+                seconds32[stage] / seconds[stage]))
+        print("| all | %.3f | %.0f | %.2f times faster |" % (
+            floor32, total / floor32, floor32 / floor))
     rate, key = best
     print("\nfastest call: %s %s %s -> %d channels, %.0f GFLOP/s" % (
         key[0], key[6], "x".join(map(str, key[2])), key[3][2 if key[1] else 3], rate))
@@ -169,6 +191,8 @@ def main():
           "%.3f s = %.2f x anchor" % (floor, floor / anchor, total / rate, total / rate / anchor))
     print("detect() itself (same model, WINOGRAD False): %.3f s = %.2f x anchor, %.2f times its "
           "convolutions alone" % (whole, whole / anchor, whole / floor))
+    if args.float32:
+        print("float32 convolutions alone: %.3f s = %.2f x anchor" % (floor32, floor32 / anchor))
     if args.only == "default":
         print("at most %.2f times the Matterport-equivalent's %.2f x anchor (%.2f at the fastest "
               "call's rate)" % (MATTERPORT_DETECT_X_ANCHOR * anchor / floor,
