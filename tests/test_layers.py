@@ -273,7 +273,7 @@ def test_folded_batch_norm_equals_separate_layers(train_bn, training):
             y = model(x, training=training)
             loss = tf.reduce_sum(y * y)
         return y.numpy(), [g.numpy() for g in tape.gradient(loss, [bn.gamma, bn.beta,
-                                                                    conv.kernel])]
+                                                                    conv.kernel, conv.bias])]
 
     folded_y, folded_g = run()
     assert bn.folded

@@ -4,6 +4,7 @@ references in tests/reference.py, on small random inputs."""
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import reference as ref
 from mrcnn.training import losses
@@ -150,3 +151,22 @@ def test_weight_decay_matches_matterport_formula_and_skips_batch_norm_scale_and_
                                rtol=1e-5)
     assert float(losses.weight_decay_loss([model.get_layer("bn").gamma], 0.01)) == 0.0
     assert float(losses.weight_decay_loss([], 0.01)) == 0.0
+
+
+def test_weight_decay_gradient_is_its_formula_and_traces_no_size_ops():
+    """d/dw of decay * sum(w^2) / size(w) is 2 * decay * w / size(w); the sizes are static, so
+    the traced term holds no Size op (whose division autodiff would also differentiate)."""
+    rng = np.random.default_rng(1)
+    a = tf.Variable(rng.normal(size=(3, 3, 2, 4)).astype(np.float32))
+    b = tf.Variable(rng.normal(size=(5,)).astype(np.float32))
+
+    @tf.function
+    def grads():
+        with tf.GradientTape() as tape:
+            loss = losses.weight_decay_loss([a, b], 0.01)
+        return tape.gradient(loss, [a, b])
+
+    for g, v in zip(grads(), [a, b]):
+        np.testing.assert_allclose(g.numpy(), 2 * 0.01 * v.numpy() / v.numpy().size, rtol=1e-6)
+    types = {op.type for op in grads.get_concrete_function().graph.get_operations()}
+    assert "Size" not in types and "RealDiv" not in types

@@ -61,6 +61,13 @@ def test_updates_equal_keras_sgd(kwargs):
     else:
         assert len(fused) == 4  # one per variable
         assert len(graph.get_operations()) < len(keras_graph.get_operations())
+        # One learning rate and one momentum tensor for all updates of the step.
+        assert len({op.inputs[2].name for op in fused}) == 1
+        assert len({op.inputs[4].name for op in fused}) == 1
+    types = [op.type for op in graph.get_operations()]
+    if kwargs.get("global_clipnorm") and not kwargs.get("nesterov"):
+        # The global norm: one l2_loss per gradient, no square-and-sum.
+        assert types.count("L2Loss") == 4 and types.count("Square") == 1  # the loss's
 
 
 def test_updates_equal_keras_sgd_under_xla_and_a_distribution_strategy():

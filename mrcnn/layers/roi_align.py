@@ -4,6 +4,7 @@ Axes: N images, R boxes per image, C channels. Boxes are normalized ``(y1, x1, y
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from mrcnn.ops import portable
@@ -13,37 +14,42 @@ def _bilinear_taps(image_shape, boxes, box_indices, crop_size):
     """Where ``tf.image.crop_and_resize`` (bilinear) samples, as TensorFlow's kernel computes it.
 
     image_shape: [4] int32 (B, H, W, C). boxes: [n, 4] normalized. box_indices: int32 [n].
-    Returns rows0, rows1 (int32 [n, ch]: flat row of the upper and lower neighbours in an image
-    reshaped to [B*H*W, C], column not added), cols0, cols1 (int32 [n, cw]), y_lerp [n, ch, 1, 1],
-    x_lerp [n, 1, cw, 1] and valid [n, ch, cw] (0 where the sample falls outside the image, whose
-    crop value is the extrapolation value 0).
+    Returns rows0, rows1 (int32 [n, ch, 1]: flat row of the upper and lower neighbours in an
+    image reshaped to [B*H*W, C], column not added), cols0, cols1 (int32 [n, 1, cw]), y_lerp
+    [n, ch, 1, 1], x_lerp [n, 1, cw, 1] and valid [n, ch, cw, 1] (0 where the sample falls
+    outside the image, whose crop value is the extrapolation value 0).
+
+    Written for few graph ops (one split, expand_dims and NumPy constants rather than slices):
+    the training step traces this in eight crops' gradients.
     """
     ch, cw = int(crop_size[0]), int(crop_size[1])
-    h, w = image_shape[1], image_shape[2]
-    hm1, wm1 = tf.cast(h - 1, tf.float32), tf.cast(w - 1, tf.float32)
-    y1, x1, y2, x2 = [boxes[:, i:i + 1] for i in range(4)]
+    _, h, w, _ = tf.unstack(image_shape)
+    hm1, wm1 = h - 1, w - 1
+    hm1_f, wm1_f = tf.cast(hm1, tf.float32), tf.cast(wm1, tf.float32)
+    y1, x1, y2, x2 = tf.split(boxes, 4, axis=1)                # [n, 1] each
 
     def positions(lo, hi, size_m1, count):
         if count > 1:
             step = (hi - lo) * size_m1 / float(count - 1)
-            return lo * size_m1 + tf.range(count, dtype=tf.float32)[None, :] * step
+            return lo * size_m1 + np.arange(count, dtype=np.float32)[None, :] * step
         return 0.5 * (lo + hi) * size_m1
 
-    in_y = positions(y1, y2, hm1, ch)                          # [n, ch]
-    in_x = positions(x1, x2, wm1, cw)                          # [n, cw]
-    valid = (tf.cast((in_y >= 0.0) & (in_y <= hm1), tf.float32)[:, :, None]
-             * tf.cast((in_x >= 0.0) & (in_x <= wm1), tf.float32)[:, None, :])
-    top, left = tf.floor(in_y), tf.floor(in_x)
-    y_lerp = (in_y - top)[:, :, None, None]
-    x_lerp = (in_x - left)[:, None, :, None]
+    in_y = positions(y1, y2, hm1_f, ch)                        # [n, ch]
+    in_x = positions(x1, x2, wm1_f, cw)                        # [n, cw]
+    in_y3, in_x3 = tf.expand_dims(in_y, 2), tf.expand_dims(in_x, 1)   # [n, ch, 1], [n, 1, cw]
+    valid = tf.expand_dims(tf.cast((in_y3 >= 0.0) & (in_y3 <= hm1_f), tf.float32)
+                           * tf.cast((in_x3 >= 0.0) & (in_x3 <= wm1_f), tf.float32), 3)
+    top, left = tf.floor(in_y3), tf.floor(in_x3)
+    y_lerp = tf.expand_dims(in_y3 - top, 3)
+    x_lerp = tf.expand_dims(in_x3 - left, 3)
 
-    def index(v, limit):
-        return tf.clip_by_value(tf.cast(v, tf.int32), 0, limit - 1)
+    def index(v, limit_m1):
+        return tf.minimum(tf.maximum(tf.cast(v, tf.int32), 0), limit_m1)
 
-    y0, y1i = index(top, h), index(tf.math.ceil(in_y), h)
-    x0, x1i = index(left, w), index(tf.math.ceil(in_x), w)
-    base = (tf.cast(box_indices, tf.int32) * h)[:, None]
-    rows0, rows1 = (base + y0) * w, (base + y1i) * w          # [n, ch]
+    y0, y1i = index(top, hm1), index(tf.math.ceil(in_y3), hm1)
+    x0, x1i = index(left, wm1), index(tf.math.ceil(in_x3), wm1)
+    base = tf.reshape(tf.cast(box_indices, tf.int32) * h, [-1, 1, 1])
+    rows0, rows1 = (base + y0) * w, (base + y1i) * w          # [n, ch, 1]
     return rows0, rows1, x0, x1i, y_lerp, x_lerp, valid
 
 
@@ -64,13 +70,13 @@ def gather_crop_and_resize(image, boxes, box_indices, crop_size):
     flat = tf.reshape(image, tf.stack([shape[0] * shape[1] * shape[2], shape[3]]))
 
     def pick(rows, cols):
-        return tf.gather(flat, rows[:, :, None] + cols[:, None, :])   # [n, ch, cw, C]
+        return tf.gather(flat, rows + cols)   # [n, ch, cw, C]
 
     top_left, top_right = pick(rows0, x0), pick(rows0, x1i)
     bottom_left, bottom_right = pick(rows1, x0), pick(rows1, x1i)
     upper = top_left + (top_right - top_left) * x_lerp
     lower = bottom_left + (bottom_right - bottom_left) * x_lerp
-    return (upper + (lower - upper) * y_lerp) * valid[:, :, :, None]
+    return (upper + (lower - upper) * y_lerp) * valid
 
 
 def crop_and_resize_summed_grad(image, boxes, box_indices, crop_size):
@@ -93,18 +99,15 @@ def crop_and_resize_summed_grad(image, boxes, box_indices, crop_size):
             shape = tf.shape(image)
             rows0, rows1, x0, x1i, y_lerp, x_lerp, valid = _bilinear_taps(
                 shape, boxes, box_indices, crop_size)
-            dy = dy * valid[:, :, :, None]
+            dy = dy * valid
             upper, lower = dy * (1.0 - y_lerp), dy * y_lerp
             updates = tf.concat([upper * (1.0 - x_lerp), upper * x_lerp,
                                  lower * (1.0 - x_lerp), lower * x_lerp], axis=0)
-            where = tf.concat([rows0[:, :, None] + x0[:, None, :],
-                               rows0[:, :, None] + x1i[:, None, :],
-                               rows1[:, :, None] + x0[:, None, :],
-                               rows1[:, :, None] + x1i[:, None, :]], axis=0)
-            pixels = shape[0] * shape[1] * shape[2]
+            where = tf.concat([rows0 + x0, rows0 + x1i, rows1 + x0, rows1 + x1i], axis=0)
+            channels = tf.shape(dy)[3:]
             summed = tf.scatter_nd(tf.reshape(where, [-1, 1]),
-                                   tf.reshape(updates, tf.stack([-1, shape[3]])),
-                                   tf.stack([pixels, shape[3]]))
+                                   tf.reshape(updates, tf.concat([[-1], channels], 0)),
+                                   tf.concat([[tf.reduce_prod(shape[:3])], channels], 0))
             return tf.reshape(summed, shape)
         return tf.image.crop_and_resize(image, boxes, box_indices, crop_size), grad
 
