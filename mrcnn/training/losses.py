@@ -108,10 +108,11 @@ def mrcnn_mask_loss(target_masks, target_class_ids, pred_masks):
 def weight_decay_loss(variables, weight_decay):
     """Matterport's L2 term: sum over weights (not BN gamma/beta) of decay * sum(w^2) / size(w)."""
     # l2_loss is sum(w^2) / 2 in one fused kernel. A variable's size is static, so each term is
-    # one constant times it: dividing by tf.size(v) in the graph made autodiff also
+    # it times one constant: dividing by tf.size(v) in the graph made autodiff also
     # differentiate the division with respect to that size, ten dead ops per weight in the
-    # train step's gradient (1,500 of a 12,400-op step for ResNet-50).
-    terms = [_per_element(v, 2.0 * weight_decay) * tf.nn.l2_loss(tf.cast(v, tf.float32))
+    # train step's gradient (1,500 of a 12,400-op step for ResNet-50). The constant goes
+    # second: autodiff skips the gradient to a scalar second factor only.
+    terms = [tf.nn.l2_loss(tf.cast(v, tf.float32)) * _per_element(v, 2.0 * weight_decay)
              for v in variables if not _is_bn_scale_or_shift(v)]
     return tf.add_n(terms) if terms else tf.constant(0.0)
 
