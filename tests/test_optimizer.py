@@ -65,6 +65,10 @@ def test_updates_equal_keras_sgd(kwargs):
         assert len({op.inputs[2].name for op in fused}) == 1
         assert len({op.inputs[4].name for op in fused}) == 1
     types = [op.type for op in graph.get_operations()]
+    if not kwargs.get("nesterov"):
+        # No strategy, no all-reduce: the default strategy's traces an IdentityN and an
+        # identity per gradient (one Identity stays: strategy.run's, of the loss).
+        assert "IdentityN" not in types and types.count("Identity") <= 1
     if kwargs.get("global_clipnorm") and not kwargs.get("nesterov"):
         # The global norm: one l2_loss per gradient, no square-and-sum.
         assert types.count("L2Loss") == 4 and types.count("Square") == 1  # the loss's

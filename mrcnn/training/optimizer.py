@@ -37,6 +37,14 @@ class MomentumSGD(keras.optimizers.SGD):
         scale = clip * tf.minimum(1.0 / norm, 1.0 / clip) + (norm - norm)
         return [g * tf.cast(scale, g.dtype) if g is not None else g for g in grads]
 
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        # Without a tf.distribute strategy there is nothing to sum over, but the default
+        # strategy's all-reduce still traces an identity per gradient (266 dead ops for
+        # ResNet-50), hidden behind one IdentityN.
+        if not tf.distribute.has_strategy():
+            return list(grads_and_vars)
+        return super()._all_reduce_sum_gradients(grads_and_vars)
+
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
         # One read of the learning rate and one momentum constant per device and dtype for all
         # variables of a step, instead of one of each per variable (532 ops of a 12,400-op
