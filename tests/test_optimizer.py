@@ -84,3 +84,18 @@ def test_updates_equal_keras_sgd_under_xla_and_a_distribution_strategy():
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(b, c, rtol=1e-5, atol=1e-6)
 
+
+
+def test_sparse_gradients_are_clipped_by_keras_global_norm():
+    """Repeated rows of an IndexedSlices gradient count one by one in Keras's global norm
+    (l2_loss would first sum them), so MomentumSGD leaves them to Keras's clipping."""
+    variable = tf.Variable(tf.ones([10, 4]))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.gather(variable, [1, 3, 3, 7]) * 2.0)
+    grad = tape.gradient(loss, variable)
+    assert isinstance(grad, tf.IndexedSlices)
+    ours = MomentumSGD(learning_rate=0.1, momentum=0.9, global_clipnorm=1.0)
+    theirs = keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, global_clipnorm=1.0)
+    (a,), (b,) = ours._clip_gradients([grad]), theirs._clip_gradients([grad])
+    np.testing.assert_allclose(tf.convert_to_tensor(a).numpy(), tf.convert_to_tensor(b).numpy(),
+                               rtol=1e-6)

@@ -59,7 +59,8 @@ def gather_crop_and_resize(image, boxes, box_indices, crop_size):
     TFLite has no builtin CropAndResize; this form uses only builtin ops (GATHER, FLOOR, ...),
     so a converted model runs in any TFLite interpreter. It follows TensorFlow's kernel step for
     step (the same sample positions, the same lerp order in float32), so both give the same
-    numbers.
+    numbers eagerly; in a compiled graph, where Grappler may fuse or reorder the arithmetic,
+    they agree to float32 rounding (a few 1e-6).
     image: [B, H, W, C] float32. boxes: [n, 4] normalized (y1, x1, y2, x2).
     box_indices: int32 [n], the image of each box. crop_size: (ch, cw) Python ints.
     Returns: [n, ch, cw, C] float32.

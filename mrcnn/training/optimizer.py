@@ -26,8 +26,10 @@ class MomentumSGD(keras.optimizers.SGD):
         # Keras's global norm squares and sums each gradient in three ops (one an axis
         # constant); l2_loss (sum(g^2) / 2) is one. The scale is Keras's, NaN for a norm that
         # is not finite.
+        # Sparse gradients keep Keras's norm: l2_loss would first sum their repeated rows.
         if not (self.global_clipnorm and self.global_clipnorm > 0 and not self.clipnorm
-                and keras.backend.backend() == "tensorflow"):
+                and keras.backend.backend() == "tensorflow"
+                and not any(isinstance(g, tf.IndexedSlices) for g in grads)):
             return super()._clip_gradients(grads)
         halves = [tf.cast(tf.nn.l2_loss(g), tf.float32) for g in grads if g is not None]
         if not halves:
@@ -49,12 +51,14 @@ class MomentumSGD(keras.optimizers.SGD):
         # One read of the learning rate and one momentum constant per device and dtype for all
         # variables of a step, instead of one of each per variable (532 ops of a 12,400-op
         # ResNet-50 step).
-        self._step_constants = {}
+        # Set past Keras's and TensorFlow's attribute tracking: a per-step cache is no state
+        # to track or checkpoint.
+        object.__setattr__(self, "_step_constants", {})
         try:
             return super()._distributed_tf_update_step(distribution, grads_and_vars,
                                                        learning_rate)
         finally:
-            self._step_constants = None
+            object.__setattr__(self, "_step_constants", None)
 
     def _constants(self, learning_rate, variable):
         """(learning rate, momentum) as ``variable``'s dtype, made once per step for each
