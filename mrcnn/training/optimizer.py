@@ -25,8 +25,8 @@ class MomentumSGD(keras.optimizers.SGD):
     def _clip_gradients(self, grads):
         # Keras's global norm squares and sums each gradient in three ops (one an axis
         # constant); l2_loss (sum(g^2) / 2) is one. The scale is Keras's, NaN for a norm that
-        # is not finite.
-        # Sparse gradients keep Keras's norm: l2_loss would first sum their repeated rows.
+        # is not finite. Sparse gradients keep Keras's norm: l2_loss would first add up their
+        # repeated rows.
         if not (self.global_clipnorm and self.global_clipnorm > 0 and not self.clipnorm
                 and keras.backend.backend() == "tensorflow"
                 and not any(isinstance(g, tf.IndexedSlices) for g in grads)):
@@ -70,7 +70,8 @@ class MomentumSGD(keras.optimizers.SGD):
             return cache[key][1:]
         lr, momentum = tf.cast(learning_rate, dtype), tf.constant(self.momentum, dtype)
         if cache is not None:
-            cache[key] = (learning_rate, lr, momentum)  # holds the argument: its id stays its
+            # The argument is kept alive with them, so no other object takes its id this step.
+            cache[key] = (learning_rate, lr, momentum)
         return lr, momentum
 
     def update_step(self, gradient, variable, learning_rate):
