@@ -36,9 +36,9 @@ def scope(op):
         return "gradient"
     if top.startswith("mask_rcnn"):
         return "forward model"
-    if top in ("momentum_sgd", "loss_scale_optimizer") or top.startswith("momentum_sgd"):
+    if top.startswith(("momentum_sgd", "loss_scale_optimizer")):
         return "optimizer"
-    return "losses, weight decay, clipping, metrics"
+    return "the rest: losses, weight decay, clipping, custom gradients, metrics"
 
 
 def main():
