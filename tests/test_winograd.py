@@ -432,3 +432,15 @@ def test_detections_with_winograd_agree_with_tensorflows_convolutions(overfit_ru
         tf.TensorSpec([1] + list(m.config.IMAGE_SHAPE), tf.float32),
         tf.TensorSpec([1, m.config.IMAGE_META_SIZE], tf.float32)).graph for m in models]
     assert [tilings(g) > 0 for g in graphs] == [False, True]
+
+
+@pytest.mark.parametrize("n,th,top,band_rows", [(1, 64, 0, 8), (3, 10, 4, 3), (2, 5, 4, 1)])
+def test_band_rows_static_and_dynamic_batch_agree(n, th, top, band_rows):
+    """The output-buffer rows of a band: one constant for a static batch, ops for an unknown
+    one; both image by image, the band's tile rows within each image."""
+    from mrcnn.ops.winograd import _band_rows
+    static = _band_rows(n, th, top, band_rows)
+    dynamic = _band_rows(tf.constant(n), th, top, band_rows).numpy()
+    expected = [i * th + top + r for i in range(n) for r in range(band_rows)]
+    assert static.dtype == np.int32 and static.tolist() == expected
+    assert dynamic.tolist() == expected

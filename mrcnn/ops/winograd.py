@@ -276,13 +276,23 @@ def _banded(x, u, n, th, tw, rows, grouped, epilogue=None):
             # another convolution's buffer.
             with tf.control_dependencies([products]):
                 out = tf.raw_ops.Empty(shape=tf.stack([n * th, row_size]), dtype=products.dtype)
-        rows_of = top + tf.range(band_rows)
-        index = tf.reshape(tf.range(n)[:, None] * th + rows_of[None], [-1])
+        index = _band_rows(n, th, top, band_rows)
         out = previous = tf.raw_ops.InplaceUpdate(
             x=out, i=index, v=tf.reshape(products, [-1, row_size]))
     if not in_place:
         return tf.concat(bands, axis=1)
     return tf.reshape(out, [n, th * TILE, tw * TILE, k])
+
+
+def _band_rows(n, th, top, band_rows):
+    """int32 [n * band_rows]: the rows of ``_banded``'s output buffer ([n * th, ...], image by
+    image) that tile rows ``top`` .. ``top + band_rows - 1`` of every image go to. One constant
+    for a static batch (detect()'s graph has some forty bands; ops built for each made its
+    trace slower)."""
+    if isinstance(n, int):
+        return (np.arange(n)[:, None] * th + top + np.arange(band_rows)[None]).reshape(-1).astype(
+            np.int32)
+    return tf.reshape(tf.range(n)[:, None] * th + (top + tf.range(band_rows))[None], [-1])
 
 
 def _tiled_products(xp, u, n, th, tw, grouped):
