@@ -105,7 +105,7 @@ def crop_and_resize_summed_grad(image, boxes, box_indices, crop_size):
             updates = tf.concat([upper * (1.0 - x_lerp), upper * x_lerp,
                                  lower * (1.0 - x_lerp), lower * x_lerp], axis=0)
             where = tf.concat([rows0 + x0, rows0 + x1i, rows1 + x0, rows1 + x1i], axis=0)
-            channels = tf.shape(dy)[3:]
+            channels = shape[3:]
             summed = tf.scatter_nd(tf.reshape(where, [-1, 1]),
                                    tf.reshape(updates, tf.concat([[-1], channels], 0)),
                                    tf.concat([[tf.reduce_prod(shape[:3])], channels], 0))
