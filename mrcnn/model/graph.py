@@ -56,14 +56,19 @@ def mask_roi_count(config):
 
 
 def training_inputs(config):
-    """The training model's named inputs (Keras tensors), in a dict."""
+    """The training model's named inputs (Keras tensors), in a dict.
+
+    Only what the graph consumes: the image, its meta and the ground truth that
+    DetectionTargetLayer samples from. The RPN's targets (``input_rpn_match``,
+    ``input_rpn_bbox``) are in each training batch too, but only the losses read them
+    (``MaskRCNNTrainer`` takes them from the batch): a Keras input that no layer consumes is an
+    error before Keras 3.14 ("`inputs` not connected to `outputs`").
+    """
     h, w, c = [int(v) for v in config.IMAGE_SHAPE]
     mask_h, mask_w = (config.MINI_MASK_SHAPE if config.USE_MINI_MASK else (h, w))
     inputs = {
         "input_image": keras.Input((h, w, c), name="input_image"),
         "input_image_meta": keras.Input((config.IMAGE_META_SIZE,), name="input_image_meta"),
-        "input_rpn_match": keras.Input((None, 1), name="input_rpn_match", dtype="int32"),
-        "input_rpn_bbox": keras.Input((None, 4), name="input_rpn_bbox"),
         "input_gt_class_ids": keras.Input((None,), name="input_gt_class_ids", dtype="int32"),
         "input_gt_boxes": keras.Input((None, 4), name="input_gt_boxes"),
         "input_gt_masks": keras.Input((mask_h, mask_w, None), name="input_gt_masks",

@@ -51,14 +51,17 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 class MaskRCNNTrainer(keras.Model):
     """Training-mode Mask R-CNN: a functional model whose steps compute the five losses.
 
-    Inputs and outputs are the dicts of ``mrcnn.model.graph.build_graph("training", ...)``.
+    Inputs and outputs are the dicts of ``mrcnn.model.graph.build_graph("training", ...)``; a
+    step's batch is the dict of ``mrcnn.training.data`` (the inputs plus the RPN's targets).
     Metrics reported per epoch: ``loss`` (weighted sum plus weight decay) and each loss by name
     (``val_`` prefixed on validation data).
     """
 
-    def __init__(self, config, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, config, inputs, outputs, **kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.mrcnn_config = config
+        # A batch also holds the RPN's targets, which only the losses read.
+        self.graph_input_names = tuple(inputs)
         self.loss_weights = {name: float(config.LOSS_WEIGHTS.get(name, 1.0))
                              for name in LOSS_NAMES}
         self.weight_decay = float(config.WEIGHT_DECAY)
@@ -71,7 +74,8 @@ class MaskRCNNTrainer(keras.Model):
 
     def _forward_losses(self, x, training):
         with conv_layers.cached_folds(frozen_only=True):
-            outputs = self(x, training=training)
+            outputs = self({name: x[name] for name in self.graph_input_names},
+                           training=training)
         # meta layout: id, original shape (3), image shape (3), window (4), scale, active ids.
         active = x["input_image_meta"][:, 12:]
         losses = compute_losses(x, outputs, active)
