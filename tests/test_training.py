@@ -393,7 +393,7 @@ def test_random_rois_training_runs_and_uses_the_given_rois(run, datasets):
     counts = (batch["input_gt_class_ids"] > 0).sum(axis=1)
     for i, k in enumerate(counts):
         batch["input_roi"][i, :k] = batch["input_gt_boxes"][i, :k]
-    out = run.resumed.keras_model(batch, training=False)
+    out = run.resumed.keras_model(run.resumed.keras_model.graph_inputs(batch), training=False)
     for i, k in enumerate(counts):
         ids = out["target_class_ids"][i].numpy()
         rois = out["output_rois"][i].numpy()
@@ -433,7 +433,7 @@ def test_mask_head_on_the_positives_alone_gives_the_fixed_rows_loss_and_gradient
 
     def loss_and_grads():
         with tf.GradientTape() as tape:
-            out = model(batch, training=True)
+            out = model(model.graph_inputs(batch), training=True)
             loss = mrcnn_mask_loss(out["target_mask"], out["target_class_ids"], out["mrcnn_mask"])
         return int(out["mrcnn_mask"].shape[1]), float(loss), tape.gradient(loss, head)
 
@@ -454,7 +454,7 @@ def test_image_without_ground_truth_gives_zero_box_and_mask_loss(run, datasets):
     batch = MaskRCNNSequence(datasets[0], TrainConfig(), shuffle=False)[0]
     for key in ("input_gt_class_ids", "input_gt_boxes", "input_gt_masks"):
         batch[key][:] = 0
-    out = run.first.keras_model(batch, training=False)
+    out = run.first.keras_model(run.first.keras_model.graph_inputs(batch), training=False)
     assert not out["target_class_ids"].numpy().any()
     values = {k: float(v) for k, v in compute_losses(
         batch, out, batch["input_image_meta"][:, 12:]).items()}
@@ -925,7 +925,7 @@ def test_sparse_backward_of_rpn_and_fpn_convs_gives_autodiffs_gradients(datasets
     def loss_and_grads():
         keras.utils.set_random_seed(11)  # the same ROI sampling in both runs
         with tf.GradientTape() as tape:
-            out = model(batch, training=True)
+            out = model(model.graph_inputs(batch), training=True)
             loss = tf.add_n(list(compute_losses(batch, out,
                                                 batch["input_image_meta"][:, 12:]).values()))
         return float(loss), tape.gradient(loss, model.trainable_variables)

@@ -72,10 +72,14 @@ class MaskRCNNTrainer(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
+    def graph_inputs(self, batch):
+        """The entries of a training ``batch`` (a dict) that the graph takes: all but the RPN's
+        targets, which only the losses read. Call the model on these."""
+        return {name: batch[name] for name in self.graph_input_names}
+
     def _forward_losses(self, x, training):
         with conv_layers.cached_folds(frozen_only=True):
-            outputs = self({name: x[name] for name in self.graph_input_names},
-                           training=training)
+            outputs = self(self.graph_inputs(x), training=training)
         # meta layout: id, original shape (3), image shape (3), window (4), scale, active ids.
         active = x["input_image_meta"][:, 12:]
         losses = compute_losses(x, outputs, active)
