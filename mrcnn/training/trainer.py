@@ -57,11 +57,9 @@ class MaskRCNNTrainer(keras.Model):
     (``val_`` prefixed on validation data).
     """
 
-    def __init__(self, config, inputs, outputs, **kwargs):
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+    def __init__(self, config, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.mrcnn_config = config
-        # A batch also holds the RPN's targets, which only the losses read.
-        self.graph_input_names = tuple(inputs)
         self.loss_weights = {name: float(config.LOSS_WEIGHTS.get(name, 1.0))
                              for name in LOSS_NAMES}
         self.weight_decay = float(config.WEIGHT_DECAY)
@@ -75,7 +73,7 @@ class MaskRCNNTrainer(keras.Model):
     def graph_inputs(self, batch):
         """The entries of a training ``batch`` (a dict) that the graph takes: all but the RPN's
         targets, which only the losses read. Call the model on these."""
-        return {name: batch[name] for name in self.graph_input_names}
+        return {name: batch[name] for name in self.input}
 
     def _forward_losses(self, x, training):
         with conv_layers.cached_folds(frozen_only=True):
