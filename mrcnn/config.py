@@ -32,7 +32,8 @@ import warnings
 
 import numpy as np
 
-__all__ = ["Config", "ConfigError", "VALID_BACKBONES", "VALID_RESIZE_MODES", "LOSS_NAMES"]
+__all__ = ["Config", "ConfigError", "VALID_BACKBONES", "VALID_RESIZE_MODES", "LOSS_NAMES",
+           "INPUT_WORKER_MODES"]
 
 #: Backbone names understood by `mrcnn.backbone` (``resnet18`` is an addition to Matterport).
 VALID_BACKBONES = ("resnet18", "resnet50", "resnet101")
@@ -223,6 +224,22 @@ class Config:
     # float32 3x3 stride-1 convolution of detect(), on any device; False: TensorFlow's kernels
     # only. Training and exported models always use TensorFlow's kernels.
     WINOGRAD = "auto"
+
+    # Addition: how the training input pipeline prepares images in parallel (train()'s
+    # ``workers`` sets how many). "auto": worker processes started by fork on Linux (a data set's
+    # load_mask is Python that holds the GIL, so threads take turns on one core), threads
+    # elsewhere; "threads"; or a start method, "fork", "spawn" or "forkserver" ("spawn" and
+    # "forkserver" pickle the data set to each worker: its class must live in an importable
+    # module). mrcnn.training.input_workers.
+    INPUT_WORKERS = "auto"
+
+    # Addition: megabytes of memory the training input pipeline may keep across epochs per data
+    # set: each image's decoded, resized image, instance masks and anchor labels (before
+    # augmentation), so that later epochs skip decoding, load_mask and resizing. About 2.5 MB
+    # per 1024 px image; images beyond the bound are prepared each time; 0 turns it off.
+    # Not used with IMAGE_RESIZE_MODE "crop" (a new random crop each time).
+    # mrcnn.training.sample_cache.
+    TRAIN_CACHE_MB = 2048
 
     # Gradient norm clipping.
     GRADIENT_CLIP_NORM = 5.0
@@ -439,9 +456,19 @@ class Config:
                  "use 'auto' (the default), or False for TensorFlow's convolution kernels")
         if not isinstance(self.XLA, (bool, np.bool_)):
             fail("XLA", "must be True or False", "use False (the default) or True")
+        if self.INPUT_WORKERS not in INPUT_WORKER_MODES:
+            fail("INPUT_WORKERS", "unknown input worker mode",
+                 "use one of " + ", ".join(repr(m) for m in INPUT_WORKER_MODES))
+        if not _is_number(self.TRAIN_CACHE_MB) or self.TRAIN_CACHE_MB < 0:
+            fail("TRAIN_CACHE_MB", "must be a number of megabytes >= 0",
+                 "use e.g. 2048, or 0 to prepare every image anew each epoch")
         if self.PRECISION not in VALID_PRECISIONS:
             fail("PRECISION", "unknown precision", f"use one of {', '.join(VALID_PRECISIONS)}")
         return self
+
+
+#: Values of ``INPUT_WORKERS`` (mrcnn.training.input_workers).
+INPUT_WORKER_MODES = ("auto", "threads", "fork", "spawn", "forkserver")
 
 
 def _derived_help(name):

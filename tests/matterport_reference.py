@@ -174,3 +174,95 @@ def load_image_gt(image, mask, class_ids, config, image_id=0, active=None):
         mask = minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
     meta = compose_image_meta(image_id, original_shape, image.shape, window, scale, active)
     return image, meta, class_ids, bbox, mask
+
+
+# ---------------------------------------------------------------------------- training inputs
+def load_image(path):
+    """``Dataset.load_image``: ``skimage.io.imread``, grayscale to RGB, alpha dropped."""
+    import skimage.color
+    import skimage.io
+    image = skimage.io.imread(path)
+    if image.ndim != 3:
+        image = skimage.color.gray2rgb(image)
+    if image.shape[-1] == 4:
+        image = image[..., :3]
+    return image
+
+
+def compute_iou(box, boxes, box_area, boxes_area):
+    y1 = np.maximum(box[0], boxes[:, 0])
+    y2 = np.minimum(box[2], boxes[:, 2])
+    x1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[3], boxes[:, 3])
+    intersection = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    union = box_area + boxes_area[:] - intersection[:]
+    return intersection / union
+
+
+def compute_overlaps(boxes1, boxes2):
+    """``utils.compute_overlaps``: one column at a time, float64 [N1, N2]."""
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    overlaps = np.zeros((boxes1.shape[0], boxes2.shape[0]))
+    for i in range(overlaps.shape[1]):
+        overlaps[:, i] = compute_iou(boxes2[i], boxes1, area2[i], area1)
+    return overlaps
+
+
+def build_rpn_targets(anchors, gt_class_ids, gt_boxes, config):
+    """``model.build_rpn_targets`` (sampling with NumPy's global generator, as Matterport)."""
+    rpn_match = np.zeros([anchors.shape[0]], dtype=np.int32)
+    rpn_bbox = np.zeros((config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4))
+    crowd_ix = np.where(gt_class_ids < 0)[0]
+    if crowd_ix.shape[0] > 0:
+        non_crowd_ix = np.where(gt_class_ids > 0)[0]
+        crowd_boxes = gt_boxes[crowd_ix]
+        gt_boxes = gt_boxes[non_crowd_ix]
+        crowd_overlaps = compute_overlaps(anchors, crowd_boxes)
+        no_crowd_bool = np.amax(crowd_overlaps, axis=1) < 0.001
+    else:
+        no_crowd_bool = np.ones([anchors.shape[0]], dtype=bool)
+    overlaps = compute_overlaps(anchors, gt_boxes)
+    anchor_iou_argmax = np.argmax(overlaps, axis=1)
+    anchor_iou_max = overlaps[np.arange(overlaps.shape[0]), anchor_iou_argmax]
+    rpn_match[(anchor_iou_max < 0.3) & no_crowd_bool] = -1
+    gt_iou_argmax = np.argwhere(overlaps == np.max(overlaps, axis=0))[:, 0]
+    rpn_match[gt_iou_argmax] = 1
+    rpn_match[anchor_iou_max >= 0.7] = 1
+    ids = np.where(rpn_match == 1)[0]
+    extra = len(ids) - (config.RPN_TRAIN_ANCHORS_PER_IMAGE // 2)
+    if extra > 0:
+        rpn_match[np.random.choice(ids, extra, replace=False)] = 0
+    ids = np.where(rpn_match == -1)[0]
+    extra = len(ids) - (config.RPN_TRAIN_ANCHORS_PER_IMAGE - np.sum(rpn_match == 1))
+    if extra > 0:
+        rpn_match[np.random.choice(ids, extra, replace=False)] = 0
+    ids = np.where(rpn_match == 1)[0]
+    for ix, (i, a) in enumerate(zip(ids, anchors[ids])):
+        gt = gt_boxes[anchor_iou_argmax[i]]
+        gt_h, gt_w = gt[2] - gt[0], gt[3] - gt[1]
+        gt_cy, gt_cx = gt[0] + 0.5 * gt_h, gt[1] + 0.5 * gt_w
+        a_h, a_w = a[2] - a[0], a[3] - a[1]
+        a_cy, a_cx = a[0] + 0.5 * a_h, a[1] + 0.5 * a_w
+        rpn_bbox[ix] = [(gt_cy - a_cy) / a_h, (gt_cx - a_cx) / a_w,
+                        np.log(gt_h / a_h), np.log(gt_w / a_w)]
+        rpn_bbox[ix] /= config.RPN_BBOX_STD_DEV
+    return rpn_match, rpn_bbox
+
+
+def training_item(dataset, config, image_id, anchors):
+    """One image's share of ``data_generator``'s batch, without augmentation: ``load_image``,
+    the user's ``load_mask``, ``load_image_gt``, ``build_rpn_targets``, the ``MAX_GT_INSTANCES``
+    cut and ``mold_image``. Returns the arrays the batch takes from it."""
+    image = load_image(dataset.image_info[image_id]["path"])
+    mask, class_ids = dataset.load_mask(image_id)
+    active = np.zeros([config.NUM_CLASSES], dtype=np.int32)
+    active[dataset.source_class_ids[dataset.image_info[image_id]["source"]]] = 1
+    image, meta, class_ids, boxes, mask = load_image_gt(image, mask, np.asarray(class_ids),
+                                                        config, image_id, active)
+    rpn_match, rpn_bbox = build_rpn_targets(anchors, class_ids, boxes, config)
+    if boxes.shape[0] > config.MAX_GT_INSTANCES:
+        ids = np.random.choice(np.arange(boxes.shape[0]), config.MAX_GT_INSTANCES, replace=False)
+        class_ids, boxes, mask = class_ids[ids], boxes[ids], mask[:, :, ids]
+    molded = image.astype(np.float32) - MEAN_PIXEL
+    return molded, meta, rpn_match, rpn_bbox, class_ids, boxes, mask

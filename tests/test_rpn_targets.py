@@ -142,3 +142,84 @@ def test_random_scenes_match_reference(seed):
                 for a in positives]
     np.testing.assert_allclose(deltas[:len(positives)], expected, rtol=1e-4, atol=1e-4)
     assert not deltas[len(positives):].any()
+
+
+# ---------------------------------------------------------------------------- against the dense form
+# The anchor index must give exactly what the dense [anchors, boxes] IoU table gives (the
+# implementation before it, kept in tests/reference.py), labels and deltas, bit for bit.
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors  # noqa: E402
+from mrcnn.training.rpn_targets import AnchorIndex, match_anchors  # noqa: E402
+
+
+def _pyramid(size, scales):
+    class Shapes:
+        BACKBONE = "resnet50"
+        BACKBONE_STRIDES = [4, 8, 16, 32, 64]
+    shapes = compute_backbone_shapes(Shapes, (size, size, 3))
+    return generate_pyramid_anchors(scales, [0.5, 1, 2], shapes, Shapes.BACKBONE_STRIDES, 1)
+
+
+PYRAMID_256 = _pyramid(256, (16, 32, 64, 128, 256))
+INDEX_256 = AnchorIndex(PYRAMID_256)
+
+
+@st.composite
+def scenes(draw):
+    """Integer boxes as extract_bboxes makes them (tiny, thin, large, at the border, repeated so
+    that IoU ties happen), some of them crowds."""
+    n = draw(st.integers(0, 24))
+    boxes, ids = [], []
+    for _ in range(n):
+        y1 = draw(st.integers(-8, 255))
+        x1 = draw(st.integers(-8, 255))
+        h = draw(st.sampled_from([0, 1, 2, 3, 5, 8, 16, 23, 32, 45, 64, 90, 128, 181, 256, 300]))
+        w = draw(st.sampled_from([0, 1, 2, 4, 7, 16, 32, 40, 64, 100, 128, 256]))
+        boxes.append([y1, x1, y1 + h, x1 + w])
+        ids.append(draw(st.sampled_from([1, 1, 1, 2, -1])))
+    if n and draw(st.booleans()):  # a repeated box makes every one of its anchors tie
+        boxes.append(list(boxes[0]))
+        ids.append(ids[0] if ids[0] > 0 else 1)
+    return (np.array(ids, np.int32).reshape(-1),
+            np.array(boxes, np.float32).reshape(-1, 4))
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenes(), st.integers(0, 2 ** 31 - 1), st.sampled_from([16, 64, 256]))
+def test_indexed_targets_equal_the_dense_targets_on_the_pyramid(scene, seed, per_image):
+    ids, boxes = scene
+    want = ref.dense_rpn_targets(PYRAMID_256, ids, boxes, per_image, STD,
+                                 rng=np.random.default_rng(seed))
+    got = build_rpn_targets(PYRAMID_256, ids, boxes, per_image, STD,
+                            rng=np.random.default_rng(seed), index=INDEX_256)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2 ** 31 - 1))
+def test_indexed_targets_equal_the_dense_targets_on_arbitrary_anchors(seed):
+    # Anchors of every size and place (no pyramid structure), float coordinates.
+    rng = np.random.default_rng(seed)
+    yx = rng.uniform(-20, 120, size=(400, 2))
+    anchors = np.concatenate([yx, yx + rng.uniform(0.5, 60, size=(400, 2))], 1)
+    n = int(rng.integers(0, 8))
+    gy = rng.uniform(0, 110, size=(n, 2))
+    gt = np.concatenate([gy, gy + rng.uniform(0, 50, size=(n, 2))], 1).astype(np.float32)
+    ids = rng.choice([1, 2, -1], size=n)
+    want = ref.dense_rpn_targets(anchors, ids, gt, 64, STD, rng=np.random.default_rng(seed))
+    got = build_rpn_targets(anchors, ids, gt, 64, STD, rng=np.random.default_rng(seed))
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_labels_before_sampling_leave_the_sampling_to_the_generator():
+    # Labels are a function of the boxes alone; only sampling draws from the generator.
+    ids, boxes = np.array([1, 1]), np.array([[10, 10, 60, 80], [100, 120, 200, 160]], np.float32)
+    first, kept = match_anchors(INDEX_256, ids, boxes)
+    second, _ = match_anchors(INDEX_256, ids, boxes)
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(kept, boxes)
+    assert (first == 1).sum() >= 2 and (first == -1).sum() > 1000

@@ -761,15 +761,25 @@ def test_empty_data_sets_are_named_in_the_error(tmp_path):
     # Its constructor needs (msg, doc, pos): the context comes back as its base, ValueError.
     (json.JSONDecodeError("Expecting value", "{", 1), ValueError),
 ])
-def test_image_that_fails_to_load_is_named(error, raised):
+@pytest.mark.parametrize("mode", ["threads", "fork"])
+def test_image_that_fails_to_load_is_named(error, raised, mode):
     dataset = TwoSourceDataset(fail={1: error})
-    seq = MaskRCNNSequence(dataset, TinyConfig(), shuffle=False, name="training")
-    with pytest.raises(raised) as info:
-        seq[0]  # images 0 and 1
+    config = TinyConfig()
+    config.INPUT_WORKERS = mode
+    seq = MaskRCNNSequence(dataset, config, shuffle=False, name="training", workers=2)
+    try:
+        with pytest.raises(raised) as info:
+            seq[0]  # images 0 and 1
+    finally:
+        seq.close()
     message = str(info.value)
     assert "id 1" in message and "/data/b/img_1.png" in message
     assert "training data set" in message and str(error) in message
-    assert info.value.__cause__ is error
+    if mode == "threads":
+        assert info.value.__cause__ is error
+    else:  # raised in a worker process: the cause is its copy, sent back
+        cause = info.value.__cause__
+        assert type(cause) is type(error) and str(cause) == str(error)
 
 
 def test_missing_image_file_is_named():

@@ -44,6 +44,16 @@ def _executor():
     return _pool
 
 
+def _forget_pool():
+    # A forked child has the parent's executor object but none of its threads: work submitted
+    # to it would wait forever. The child starts its own on demand.
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
 _blas = None
 
 

@@ -1,90 +1,29 @@
-"""The training input pipeline: one image's ground truth, and batches for ``keras.Model.fit``.
+"""The training input pipeline's batches for ``keras.Model.fit``.
 
-``load_image_gt`` molds one data set image and its masks; ``MaskRCNNSequence`` (a Keras
-``PyDataset``) assembles batches in worker threads. Boxes are pixel ``(y1, x1, y2, x2)`` in the
-molded image.
+``MaskRCNNSequence`` (a Keras ``PyDataset``) assembles batches: each image's costly, cacheable
+part comes from `mrcnn.training.samples` (run in worker processes or threads,
+`mrcnn.training.input_workers`, and kept across epochs, `mrcnn.training.sample_cache`), its random
+part (anchor sampling, the ``MAX_GT_INSTANCES`` cut, random ROIs) is drawn here. Boxes are pixel
+``(y1, x1, y2, x2)`` in the molded image.
 """
 
+import hashlib
 import logging
+import threading
 
 import keras
 import numpy as np
 
 from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
-from mrcnn.image import minimize_mask, mold_image, resize_image, resize_mask
-from mrcnn.meta import compose_image_meta
-from mrcnn.ops.boxes_np import extract_bboxes
-from mrcnn.training.rpn_targets import build_rpn_targets
+from mrcnn.image import mold_image
+from mrcnn.training.input_workers import InputWorkers, resolve_mode
+from mrcnn.training.rpn_targets import AnchorIndex, sample_rpn_targets
+from mrcnn.training.sample_cache import cache_for
+from mrcnn.training.samples import SamplePreparer, ground_truth, load_image_gt
+
+__all__ = ["MaskRCNNSequence", "load_image_gt", "ground_truth", "generate_random_rois"]
 
 logger = logging.getLogger("mrcnn")
-
-# imgaug augmenters that move pixels; only these are applied to masks (the others change colours).
-_IMGAUG_MASK_AUGMENTERS = ("Sequential", "SomeOf", "OneOf", "Sometimes", "Fliplr", "Flipud",
-                           "CropAndPad", "Affine", "PiecewiseAffine")
-
-
-def _augment(augmentation, image, mask):
-    """Apply an albumentations transform (or any callable with its interface) or an imgaug
-    augmenter. Geometric transforms move the masks with the image; pixel transforms touch only
-    the image. Returns (image, mask) with the original shapes and dtypes."""
-    image_shape, mask_shape = image.shape, mask.shape
-    if hasattr(augmentation, "to_deterministic"):
-        import imgaug  # only reached with an imgaug augmenter, so imgaug imports
-
-        def hook(images, augmenter, parents, default):
-            return augmenter.__class__.__name__ in _IMGAUG_MASK_AUGMENTERS
-
-        det = augmentation.to_deterministic()
-        image = det.augment_image(image)
-        mask = det.augment_image(mask.astype(np.uint8),
-                                 hooks=imgaug.HooksImages(activator=hook)).astype(bool)
-    elif callable(augmentation):
-        out = augmentation(image=image, masks=[mask[..., i].astype(np.uint8)
-                                               for i in range(mask.shape[-1])])
-        image = out["image"]
-        masks = out["masks"]
-        mask = (np.stack([np.asarray(m) for m in masks], axis=-1).astype(bool) if len(masks)
-                else np.zeros(image.shape[:2] + (0,), bool))
-    else:
-        raise TypeError("augmentation must be an albumentations transform (callable with "
-                        "image= and masks=) or an imgaug augmenter, got %r" % (augmentation,))
-    if image.shape != image_shape or mask.shape[:2] != mask_shape[:2]:
-        raise ValueError("augmentation changed the image shape from %s to %s; use transforms "
-                         "that keep the size (or resize after)" % (image_shape, image.shape))
-    return image, mask
-
-
-def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=None):
-    """Load and mold one image with its ground truth.
-
-    Returns image [H, W, 3] uint8 (molded size, not mean-subtracted), image_meta [META] float32,
-    class_ids [G] int32, bbox [G, 4] int32 pixels, mask [H, W, G] bool (or
-    [mini_h, mini_w, G] with mini masks). Instances that vanish after resizing or augmentation
-    are dropped.
-    """
-    use_mini_mask = config.USE_MINI_MASK if use_mini_mask is None else use_mini_mask
-    image = dataset.load_image(image_id)
-    mask, class_ids = dataset.load_mask(image_id)
-    original_shape = image.shape
-    image, window, scale, padding, crop = resize_image(
-        image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
-        max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
-    mask = resize_mask(mask, scale, padding, crop)
-    if augmentation is not None:
-        image, mask = _augment(augmentation, image, mask)
-    keep = mask.sum(axis=(0, 1)) > 0
-    mask = mask[:, :, keep]
-    class_ids = np.asarray(class_ids, np.int32)[keep]
-    bbox = extract_bboxes(mask)
-    active_class_ids = np.zeros([config.NUM_CLASSES], dtype=np.int32)
-    source = dataset.image_info[image_id]["source"]
-    active_class_ids[dataset.source_class_ids[source]] = 1
-    if use_mini_mask:
-        mask = minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
-    meta = compose_image_meta(image_id, original_shape, image.shape, window, scale,
-                              active_class_ids)
-    return image, meta, class_ids, bbox, mask
-
 
 def _describe_image(dataset, image_id):
     """``id N`` plus the image's reference (file path, URL...) when the data set has one."""
@@ -157,6 +96,13 @@ class MaskRCNNSequence(keras.utils.PyDataset):
     every pass over the data uses a new shuffle. The first pass is ``first_pass`` (train() gives
     the epoch it resumes from, so a resumed run with the same seed goes on to new passes instead
     of repeating the first ones).
+
+    Where the work goes: an image's costly part (decode, ``load_mask``, resizing, instance
+    crops, anchor labels; `SamplePreparer`) runs in ``workers`` worker processes or threads
+    (``config.INPUT_WORKERS``), and what does not change between epochs is kept in memory within
+    ``config.TRAIN_CACHE_MB`` (`mrcnn.training.sample_cache`); the random part (anchor sampling,
+    the ``MAX_GT_INSTANCES`` cut, augmentation) is drawn each time from a generator seeded by
+    (seed, image position). Call `close` to stop worker processes (train() does).
     """
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None,
@@ -183,6 +129,20 @@ class MaskRCNNSequence(keras.utils.PyDataset):
                                                 config.RPN_ANCHOR_RATIOS, shapes,
                                                 config.BACKBONE_STRIDES,
                                                 config.RPN_ANCHOR_STRIDE)
+        self.preparer = SamplePreparer(dataset, config, augmentation,
+                                       self.no_augmentation_sources, AnchorIndex(self.anchors))
+        self.cache = None
+        cache_mb = getattr(config, "TRAIN_CACHE_MB", 0) or 0
+        if cache_mb > 0 and config.IMAGE_RESIZE_MODE != "crop":
+            self.cache = cache_for(dataset, _preparation_key(config, self.anchors),
+                                   int(cache_mb * 2 ** 20))
+        mode = resolve_mode(getattr(config, "INPUT_WORKERS", "auto"))
+        self.processes = None
+        if mode != "threads" and workers and workers >= 1:
+            self.processes = InputWorkers(self.preparer, workers, mode, label=self.label,
+                                          objects={"data set": dataset, "config": config,
+                                                   "augmentation": augmentation})
+        self._local = threading.local()
 
     def __len__(self):
         return self.steps
@@ -196,6 +156,11 @@ class MaskRCNNSequence(keras.utils.PyDataset):
     def on_epoch_end(self):
         pass
 
+    def close(self):
+        """Stop the worker processes, if any (started again on the next batch)."""
+        if self.processes is not None:
+            self.processes.close()
+
     def _image_at(self, position):
         ids = self.dataset.image_ids
         n = len(ids)
@@ -204,30 +169,75 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         order = np.random.default_rng([self.seed, position // n]).permutation(n)
         return ids[order[position % n]]
 
+    # ------------------------------------------------------------------ one image
+    def _cache_key(self, image_id):
+        kind = "prepared" if self.preparer.augments(image_id) else "sample"
+        return (int(image_id), kind, id(self.dataset.image_info[image_id]))
+
+    def _start(self, image_id):
+        """The sample of ``image_id``: a finished one (cache hit, or prepared in this thread) or
+        a future of a worker process's answer."""
+        key = self._cache_key(image_id) if self.cache is not None else None
+        cached = self.cache.get(key) if key is not None else None
+        augments = self.preparer.augments(image_id)
+        if cached is not None and not augments:
+            return ("done", cached)
+        if self.processes is not None:
+            return ("future", key, self.processes.submit(image_id, cached))
+        kept, sample = self.preparer(image_id, cached)
+        self._keep(key, kept)
+        return ("done", sample)
+
+    def _keep(self, key, kept):
+        if key is not None and kept is not None:
+            self.cache.put(key, kept)
+
+    def _finish_sample(self, handle):
+        if handle[0] == "done":
+            return handle[1]
+        _, key, future = handle
+        kept, sample = self.processes.result(future)
+        self._keep(key, kept)
+        return sample
+
+    def sample(self, image_id):
+        """The costly, cacheable part of ``image_id``'s inputs (see `SamplePreparer`), from a
+        worker started for this batch, the cache, or prepared now."""
+        pending = getattr(self._local, "pending", None)
+        if pending and pending.get(image_id):
+            return self._finish_sample(pending[image_id].pop(0))
+        return self._finish_sample(self._start(image_id))
+
     def load_one(self, image_id, rng):
         """Inputs of one image as a dict of arrays, or None when it has no instances."""
         config = self.config
-        source = self.dataset.image_info[image_id]["source"]
-        augmentation = (None if source in self.no_augmentation_sources else self.augmentation)
         try:
-            image, meta, class_ids, boxes, masks = load_image_gt(
-                self.dataset, config, image_id, augmentation=augmentation)
+            sample = self.sample(image_id)
         except (OSError, ValueError) as err:
             raise _with_context(err, "Failed to load image %s of the %s (%s): %s" % (
                 _describe_image(self.dataset, image_id), self.label, type(self.dataset).__name__,
                 err)) from err
-        if not np.any(class_ids > 0):
+        if sample.get("empty"):
             return None
-        rpn_match, rpn_bbox = build_rpn_targets(self.anchors, class_ids, boxes,
-                                                config.RPN_TRAIN_ANCHORS_PER_IMAGE,
-                                                config.RPN_BBOX_STD_DEV, rng=rng)
+        class_ids, boxes, masks = sample["class_ids"], sample["boxes"], sample["masks"]
+        rpn_match, rpn_bbox = sample_rpn_targets(
+            self.preparer.anchor_index.anchors, sample["rpn_match"].astype(np.int32),
+            sample["rpn_boxes"], config.RPN_TRAIN_ANCHORS_PER_IMAGE, config.RPN_BBOX_STD_DEV,
+            rng)
         if len(boxes) > config.MAX_GT_INSTANCES:
             keep = rng.choice(len(boxes), config.MAX_GT_INSTANCES, replace=False)
             class_ids, boxes, masks = class_ids[keep], boxes[keep], masks[:, :, keep]
+        shape = tuple(int(v) for v in sample["shape"])
+        y1, x1, y2, x2 = (int(v) for v in sample["pixel_window"])
+        # Molded value by value, so the padding is the molded zero and only the window needs
+        # the subtraction.
+        image = np.empty(shape, np.float32)
+        image[...] = mold_image(np.zeros((1, 1, shape[-1]), np.uint8), config)[0, 0]
+        image[y1:y2, x1:x2] = mold_image(sample["pixels"], config)
         g = config.MAX_GT_INSTANCES
         item = {
-            "input_image": mold_image(image.astype(np.float32), config),
-            "input_image_meta": meta.astype(np.float32),
+            "input_image": image,
+            "input_image_meta": np.array(sample["meta"], np.float32),
             "input_rpn_match": rpn_match[:, None],
             "input_rpn_bbox": rpn_bbox,
             "input_gt_class_ids": np.zeros([g], np.int32),
@@ -240,9 +250,10 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         item["input_gt_masks"][:, :, :k] = masks
         if not config.USE_RPN_ROIS:
             item["input_roi"] = generate_random_rois(
-                image.shape, config.POST_NMS_ROIS_TRAINING, boxes, rng).astype(np.float32)
+                shape, config.POST_NMS_ROIS_TRAINING, boxes, rng).astype(np.float32)
         return item
 
+    # ------------------------------------------------------------------ batches
     def __getitem__(self, idx):
         return self.batch_at(self.epoch, idx)
 
@@ -257,13 +268,52 @@ class MaskRCNNSequence(keras.utils.PyDataset):
             if tried > n + self.batch_size and not items:
                 raise ValueError("No image of the %s (%s) has instances to train on"
                                  % (self.label, type(self.dataset).__name__))
-            # One generator per image position, not per batch: an image's sampled anchors do
-            # not depend on the batch it falls in, so workers that split a batch between them
-            # train on exactly what one process would.
-            rng = np.random.default_rng([self.seed, 1 << 20, position])
-            item = self.load_one(self._image_at(position), rng)
-            position += 1
-            tried += 1
-            if item is not None:
-                items.append(item)
+            # The images still missing are prepared together (in parallel with worker
+            # processes), then assembled in position order: the batch is the one a sequential
+            # loop would build.
+            positions = range(position, position + self.batch_size - len(items))
+            image_ids = [self._image_at(p) for p in positions]
+            self._prefetch(image_ids)
+            try:
+                for p, image_id in zip(positions, image_ids):
+                    # One generator per image position, not per batch: an image's sampled
+                    # anchors do not depend on the batch it falls in, so workers that split a
+                    # batch between them train on exactly what one process would.
+                    rng = np.random.default_rng([self.seed, 1 << 20, p])
+                    item = self.load_one(image_id, rng)
+                    if item is not None:
+                        items.append(item)
+            finally:
+                self._local.pending = None
+            position += len(positions)
+            tried += len(positions)
         return {k: np.stack([it[k] for it in items]) for k in items[0]}
+
+    def _prefetch(self, image_ids):
+        """With worker processes, start every image of ``image_ids`` at once (`sample` then
+        picks the answers up)."""
+        if self.processes is None or len(image_ids) < 2:
+            self._local.pending = None
+            return
+        pending = {}
+        for image_id in image_ids:
+            pending.setdefault(image_id, []).append(self._start(image_id))
+        self._local.pending = pending
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_local", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+
+def _preparation_key(config, anchors):
+    """What a cached sample depends on besides the image: the resize, mask and class settings
+    and the anchors (hashed)."""
+    return (config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, config.IMAGE_MIN_SCALE,
+            config.IMAGE_RESIZE_MODE, bool(config.USE_MINI_MASK),
+            tuple(int(v) for v in config.MINI_MASK_SHAPE), int(config.NUM_CLASSES),
+            hashlib.sha1(np.ascontiguousarray(anchors).tobytes()).hexdigest())

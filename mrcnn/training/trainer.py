@@ -578,15 +578,20 @@ def train(maskrcnn, train_dataset, val_dataset, learning_rate, epochs, layers,
         for cache in conv_layers.fold_caches(model, frozen_only=True):
             cache.refresh(force=True)
     # Keras traces the step functions inside fit: in static shapes when they are compiled.
-    with portable.xla_static() if config.XLA else contextlib.nullcontext():
-        history = model.fit(train_data, initial_epoch=maskrcnn.epoch, epochs=epochs,
-                            steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
-                            validation_data=val_data,
-                            validation_steps=config.VALIDATION_STEPS if val_seq else None,
-                            # The sequence shuffles images itself; fit's own shuffle of the
-                            # batch order would hide which batch a step trained on
-                            # (StopOnBadLoss).
-                            shuffle=False, verbose="auto")
+    try:
+        with portable.xla_static() if config.XLA else contextlib.nullcontext():
+            history = model.fit(train_data, initial_epoch=maskrcnn.epoch, epochs=epochs,
+                                steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
+                                validation_data=val_data,
+                                validation_steps=config.VALIDATION_STEPS if val_seq else None,
+                                # The sequence shuffles images itself; fit's own shuffle of the
+                                # batch order would hide which batch a step trained on
+                                # (StopOnBadLoss).
+                                shuffle=False, verbose="auto")
+    finally:
+        for sequence in (train_seq, val_seq):
+            if sequence is not None:
+                sequence.close()
     # maskrcnn.epoch is not set to ``epochs`` here: CheckpointCallback advanced it with each
     # checkpoint, so a callback that stopped training early leaves it at the last epoch done.
     if bad_loss.bad is not None:
