@@ -338,3 +338,17 @@ def test_worker_processes_leave_when_training_is_killed():
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(alive(p) for p in pids)
+
+
+def test_instance_crops_where_scipy_reads_past_the_last_row():
+    # 29 rows zoomed by 0.9 to 26: SciPy's nearest-neighbour rounding reads row 29, outside the
+    # mask, for the last output row (its cval, 0), so the resized instance ends a row earlier.
+    from mrcnn.ops import resample_np
+    assert resample_np.zoom_nearest_indices(29, 26)[-1] == -1
+    mask = np.zeros((29, 4, 1), bool)
+    mask[2:, :, 0] = True
+    dense = resize_mask(mask, 0.9, [(1, 2), (0, 0), (0, 0)])
+    keep, boxes, crops = instance_crops(mask, 0.9, [(1, 2), (0, 0), (0, 0)])
+    np.testing.assert_array_equal(boxes, extract_bboxes(dense))
+    y1, x1, y2, x2 = boxes[0]
+    np.testing.assert_array_equal(crops[0], dense[y1:y2, x1:x2, 0])

@@ -13,6 +13,8 @@ instance ``i`` is ``resize_mask(mask, ...)[y1:y2, x1:x2, i]`` and its box is wha
 the molded (resized and padded) image.
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,6 +115,15 @@ def _any_along_width(mask, rows_per_block=64):
     return out
 
 
+def _span(index, lo, hi):
+    """(start, stop) of the run of ``index`` entries in [lo, hi). ``index`` rises, except for
+    -1 entries (reads outside the source) that SciPy's rounding can put at either end."""
+    inside = np.flatnonzero((index >= lo) & (index < hi))
+    if not len(inside):
+        return 0, 0
+    return inside[0], inside[-1] + 1
+
+
 def instance_crops(mask, scale, padding, crop=None):
     """Each instance's tight box and mask crop after ``resize_mask(mask, scale, padding, crop)``,
     without making that resized array.
@@ -143,12 +154,16 @@ def instance_crops(mask, scale, padding, crop=None):
     keep = np.zeros([n], bool)
     boxes, crops = [], []
     for i in np.flatnonzero(present):
-        # Output rows whose source row lies inside the instance's rows (rows is non-decreasing).
-        r0, r1 = np.searchsorted(rows, [r_first[i], r_last[i]], side="left")
-        c0, c1 = np.searchsorted(cols, [c_first[i], c_last[i]], side="left")
+        # The output rows and columns whose source lies inside the instance's.
+        r0, r1 = _span(rows, r_first[i], r_last[i])
+        c0, c1 = _span(cols, c_first[i], c_last[i])
         if r1 <= r0 or c1 <= c0:
             continue
-        block = mask[rows[r0:r1, None], cols[None, c0:c1], i].astype(bool, copy=False)
+        sub_rows, sub_cols = rows[r0:r1], cols[c0:c1]
+        block = mask[np.maximum(sub_rows, 0)[:, None], np.maximum(sub_cols, 0)[None, :], i]
+        block = block.astype(bool)
+        block[sub_rows < 0] = False  # SciPy's reads outside the image: its cval, 0
+        block[:, sub_cols < 0] = False
         ys, xs = block.any(axis=1), block.any(axis=0)
         if not ys.any():  # the resampling skipped every pixel of a thin instance
             continue
@@ -161,6 +176,35 @@ def instance_crops(mask, scale, padding, crop=None):
     return keep, boxes, crops
 
 
+_pool = None
+
+
+def _loader():
+    global _pool
+    if _pool is None:
+        # Its own pool: resize_image waits on mrcnn.ops.resample_np's pool, and a task waiting
+        # on tasks of its own pool could take the thread they need.
+        _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mrcnn-load")
+    return _pool
+
+
+def _forget_pool():
+    global _pool
+    _pool = None  # a forked child has the object but not its threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _load_resized(dataset, config, image_id):
+    image = dataset.load_image(image_id)
+    resized, window, scale, padding, crop = resize_image(
+        image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
+        max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
+    return resized, image.shape, (window, scale, padding, crop)
+
+
 def prepare_image(dataset, config, image_id):
     """Load image ``image_id`` and its masks, resize them for ``config`` and crop the instances.
 
@@ -169,12 +213,15 @@ def prepare_image(dataset, config, image_id):
     ``IMAGE_MIN_SCALE`` and ``IMAGE_RESIZE_MODE`` ("crop" takes a random crop, from Python's
     ``random``, as Matterport does).
     """
-    image = dataset.load_image(image_id)
-    mask, class_ids = dataset.load_mask(image_id)
-    original_shape = image.shape
-    image, window, scale, padding, crop = resize_image(
-        image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
-        max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
+    # Decoding and resizing the image (C code that releases the GIL) run in a helper thread
+    # while load_mask (usually Python that holds it) runs here.
+    image_future = _loader().submit(_load_resized, dataset, config, image_id)
+    try:
+        mask, class_ids = dataset.load_mask(image_id)
+    except BaseException:
+        image_future.result()  # an image that cannot be read is the error to report first
+        raise
+    image, original_shape, (window, scale, padding, crop) = image_future.result()
     mask = np.asarray(mask)
     if mask.ndim == 2:
         mask = mask[:, :, None]
