@@ -17,6 +17,7 @@ Figures, each from a fresh process (alternating the two sides, ``--rounds`` time
   pass and all three.
 - mrcnn through Keras's PyDataset enqueuer (the path fit takes), cache off, two passes: 1 and 2 workers,
   as threads and as processes, images per second.
+- The steps of a first pass, each timed alone (milliseconds per image).
 - Peak traced memory (tracemalloc) while one image with 100 and one with 300 instances is
   prepared, and the part of it beyond what the data set's ``load_mask`` returned ("extra").
 """
@@ -135,6 +136,38 @@ def peak_memory(dataset, config, prepare):
     return total / 2 ** 20, extra / 2 ** 20
 
 
+def stage_times(dataset, config):
+    """Milliseconds per image of each step of a first pass, each step timed alone in this
+    thread (the pipeline overlaps decoding and resizing with load_mask)."""
+    from mrcnn.image import resize_image
+    from mrcnn.training.data import MaskRCNNSequence
+    from mrcnn.training.prepared import instance_crops, prepare_image
+    from mrcnn.training.rpn_targets import match_anchors
+    config.INPUT_WORKERS, config.TRAIN_CACHE_MB = "threads", 0
+    seq = MaskRCNNSequence(dataset, config, shuffle=False, seed=0)
+    totals = {}
+
+    def timed_step(name, fn, *args):
+        start = time.perf_counter()
+        out = fn(*args)
+        totals[name] = totals.get(name, 0.0) + time.perf_counter() - start
+        return out
+
+    for image_id in dataset.image_ids:
+        image = timed_step("load_image (decode)", dataset.load_image, image_id)
+        mask, _ = timed_step("load_mask (the data set's)", dataset.load_mask, image_id)
+        _, _, scale, padding, crop = timed_step(
+            "resize_image", resize_image, image, config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM,
+            config.IMAGE_MIN_SCALE, config.IMAGE_RESIZE_MODE)
+        timed_step("instance crops", instance_crops, mask, scale, padding, crop)
+        prepared = prepare_image(dataset, config, image_id)
+        timed_step("mini masks", prepared.mini_masks, config.MINI_MASK_SHAPE)
+        timed_step("anchor labels", match_anchors, seq.preparer.anchor_index,
+                   prepared.class_ids, prepared.boxes)
+        timed_step("whole image (load_one)", seq.load_one, image_id, np.random.default_rng(0))
+    return {k: 1000 * v / len(dataset.image_ids) for k, v in totals.items()}
+
+
 def child(kind, folder, passes, workers=1, mode="threads"):
     """One measurement in this (fresh) process; prints one JSON line."""
     import json
@@ -149,6 +182,8 @@ def child(kind, folder, passes, workers=1, mode="threads"):
         result = [t / n for t in matterport_passes(dataset, config, anchors, passes)]
     elif kind == "mrcnn":
         result = [t / n for t in mrcnn_passes(dataset, make_config(), passes)]
+    elif kind == "stages":
+        result = stage_times(dataset, make_config())
     elif kind == "rate":
         result = enqueued_rate(dataset, make_config(), workers, mode, passes)
     else:  # memory
@@ -224,6 +259,10 @@ def main():
         print("%-22s %12.3f %12.3f %12.3f %12.3f %8.2f %8.2f" % (
             "%d photos, %s polygons" % (count, name), mp_first, mp_all, first, total,
             mp_first / first, mp_all / total))
+
+    print("\n== milliseconds per image of each step, first pass, 20 polygons ==")
+    for step, ms in run_child("stages", folders["20"], 1).items():
+        print("%-28s %7.1f" % (step, ms))
 
     print("\n== images/s through Keras's PyDataset enqueuer, cache off, 2 passes (20 polygons) ==")
     for mode in ("threads", "fork"):

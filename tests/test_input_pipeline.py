@@ -352,3 +352,115 @@ def test_instance_crops_where_scipy_reads_past_the_last_row():
     np.testing.assert_array_equal(boxes, extract_bboxes(dense))
     y1, x1, y2, x2 = boxes[0]
     np.testing.assert_array_equal(crops[0], dense[y1:y2, x1:x2, 0])
+
+
+# ---------------------------------------------------------------------------- worker processes
+def test_each_worker_process_draws_its_own_augmentations():
+    # Forked (or unpickled) workers start with the same generator states; each must reseed, or
+    # all workers would draw the same augmentations in step.
+    import copy
+
+    from mrcnn.training import input_workers
+    from mrcnn.training.samples import SamplePreparer
+    A = pytest.importorskip("albumentations")
+    image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+
+    def draws(preparer):
+        return [bool((preparer.augmentation(image=image)["image"] != image).any())
+                for _ in range(40)]
+
+    parent = SamplePreparer(None, None, A.Compose([A.HorizontalFlip(p=0.5)]), (), None)
+    twins = [copy.deepcopy(parent) for _ in range(2)]
+    assert draws(copy.deepcopy(twins[0])) == draws(copy.deepcopy(twins[1]))  # without reseeding
+    for twin in twins:
+        input_workers._init(twin)  # what each worker process runs first
+    assert draws(twins[0]) != draws(twins[1])
+
+
+NOTEBOOK_SESSION = """
+import sys
+sys.path[:0] = sys.argv[1:]
+import test_input_pipeline as t
+from mrcnn.training.data import MaskRCNNSequence
+from mrcnn.training.input_workers import WorkerSetupError
+
+class NotebookDataset(t.PolygonDataset):  # defined in __main__, as in a notebook cell
+    pass
+
+try:
+    MaskRCNNSequence(NotebookDataset(count=2), t.make_config(INPUT_WORKERS="spawn"), workers=2)
+except WorkerSetupError as err:
+    print("ERROR", err)
+"""
+
+
+def test_spawn_refuses_a_dataset_class_defined_in_a_notebook():
+    # pickle.dumps accepts such a class; a spawned process cannot import it and would never
+    # answer. The error comes before any process starts.
+    import os
+    import subprocess
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-c", NOTEBOOK_SESSION, here] + sys.path,
+                         capture_output=True, text=True, timeout=300)
+    line = [x for x in out.stdout.splitlines() if x.startswith("ERROR")]
+    assert line, out.stdout + out.stderr[-2000:]
+    assert "NotebookDataset" in line[0] and "__main__" in line[0]
+    assert 'INPUT_WORKERS = "threads"' in line[0]
+
+
+class CodedError(OSError):
+    def __init__(self, path, code):  # not the (message) constructor pickle calls
+        super().__init__("cannot read %s (code %d)" % (path, code))
+
+
+class FailingMasks(PolygonDataset):
+    def load_mask(self, image_id):
+        if image_id == 1:
+            raise CodedError("masks/1.png", 7)
+        return super().load_mask(image_id)
+
+
+def test_an_error_that_cannot_travel_back_keeps_its_message():
+    # An exception the parent cannot unpickle must not read as a dead worker.
+    seq = MaskRCNNSequence(FailingMasks(count=3), make_config(INPUT_WORKERS="fork"), workers=2,
+                           shuffle=False, name="training")
+    try:
+        with pytest.raises(OSError) as info:
+            seq.batch_at(0, 0)
+    finally:
+        seq.close()
+    message = str(info.value)
+    assert "CodedError: cannot read masks/1.png (code 7)" in message
+    assert "id 1" in message and "training data set" in message
+
+
+class ThreadBoundDataset(PolygonDataset):
+    """load_mask reads what load_image left, and insists on the same thread (a handle tied to
+    its thread, as sqlite3's are)."""
+
+    def load_image(self, image_id):
+        import threading
+        self.loading = (image_id, threading.get_ident())
+        return super().load_image(image_id)
+
+    def load_mask(self, image_id):
+        import threading
+        assert self.loading == (image_id, threading.get_ident())
+        return super().load_mask(image_id)
+
+
+def test_a_dataset_with_its_own_load_image_keeps_the_sequential_order():
+    seq = MaskRCNNSequence(ThreadBoundDataset(count=3), make_config(TRAIN_CACHE_MB=0))
+    assert seq.batch_at(0, 0)["input_image"].shape == (2, 128, 128, 3)
+
+
+def test_closed_sequence_makes_batches_without_new_processes():
+    seq = MaskRCNNSequence(PolygonDataset(count=3), make_config(INPUT_WORKERS="fork",
+                                                                TRAIN_CACHE_MB=0), workers=2)
+    first = seq.batch_at(0, 0)
+    assert seq.processes._pool is not None
+    seq.close()
+    again = seq.batch_at(0, 0)  # a batch asked for after close (training was interrupted)
+    assert seq.processes._pool is None
+    assert_batches_equal(again, first)

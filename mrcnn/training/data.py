@@ -101,8 +101,10 @@ class MaskRCNNSequence(keras.utils.PyDataset):
     crops, anchor labels; `SamplePreparer`) runs in ``workers`` worker processes or threads
     (``config.INPUT_WORKERS``), and what does not change between epochs is kept in memory within
     ``config.TRAIN_CACHE_MB`` (`mrcnn.training.sample_cache`); the random part (anchor sampling,
-    the ``MAX_GT_INSTANCES`` cut, augmentation) is drawn each time from a generator seeded by
-    (seed, image position). Call `close` to stop worker processes (train() does).
+    the ``MAX_GT_INSTANCES`` cut, random ROIs) is drawn each time from a generator seeded by
+    (seed, image position), so it is the same whichever worker prepares the image. Augmentation
+    draws from the augmenter's own generators (reseeded in each worker process), as
+    Matterport's does. Call `close` to stop worker processes (train() does).
     """
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None,
@@ -157,7 +159,8 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         pass
 
     def close(self):
-        """Stop the worker processes, if any (started again on the next batch)."""
+        """Stop the worker processes, if any, for good: later batches are made in the calling
+        thread (so a batch still in the making when training stops starts no new process)."""
         if self.processes is not None:
             self.processes.close()
 
@@ -182,11 +185,14 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         augments = self.preparer.augments(image_id)
         if cached is not None and not augments:
             return ("done", cached)
-        if self.processes is not None:
+        if self._use_processes():
             return ("future", key, self.processes.submit(image_id, cached))
         kept, sample = self.preparer(image_id, cached)
         self._keep(key, kept)
         return ("done", sample)
+
+    def _use_processes(self):
+        return self.processes is not None and not self.processes.closed
 
     def _keep(self, key, kept):
         if key is not None and kept is not None:
@@ -292,7 +298,7 @@ class MaskRCNNSequence(keras.utils.PyDataset):
     def _prefetch(self, image_ids):
         """With worker processes, start every image of ``image_ids`` at once (`sample` then
         picks the answers up)."""
-        if self.processes is None or len(image_ids) < 2:
+        if not self._use_processes() or len(image_ids) < 2:
             self._local.pending = None
             return
         pending = {}

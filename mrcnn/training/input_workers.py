@@ -19,15 +19,18 @@ Start methods:
 import multiprocessing
 import os
 import pickle
+import random
 import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+import numpy as np
+
 from mrcnn.config import INPUT_WORKER_MODES
 
-__all__ = ["InputWorkers", "WorkerSetupError", "WorkerDiedError", "resolve_mode",
+__all__ = ["InputWorkers", "WorkerSetupError", "WorkerDiedError", "RemoteError", "resolve_mode",
            "check_picklable"]
 
 _state = None  # in a worker process: the callable that prepares one image
@@ -62,6 +65,13 @@ def resolve_mode(mode):
 def _init(prepare):
     global _state
     _state = prepare
+    # Forked (or unpickled) workers start from the same generator states: without new seeds
+    # every worker would draw the same augmentations, in step.
+    seed = int.from_bytes(os.urandom(4), "little")
+    random.seed(seed)
+    np.random.seed(seed)
+    if hasattr(prepare, "reseed"):
+        prepare.reseed(seed)
     # A worker whose parent is killed (SIGKILL, a notebook kernel restart) would wait on its task
     # queue forever: its siblings hold that pipe open. It leaves when it is orphaned.
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
@@ -75,12 +85,56 @@ def _exit_with_parent(parent, interval=0.5):
 
 
 def _run(args):
-    return _state(*args)
+    try:
+        return _state(*args)
+    except Exception as err:  # noqa: BLE001 - every error goes back to the parent
+        raise _sendable(err) from None
+
+
+class RemoteError(RuntimeError):
+    """An error raised in a worker process whose type cannot be sent back (not picklable)."""
+
+
+def _sendable(err):
+    """``err`` if the parent can unpickle it, else an error of its nearest built-in base
+    (OSError, ValueError, ... so ``except`` clauses still catch it) with its type and message.
+    An error that does not come back would otherwise look like a dead worker."""
+    try:
+        pickle.loads(pickle.dumps(err, protocol=pickle.HIGHEST_PROTOCOL))
+        return err
+    except Exception:  # noqa: BLE001
+        pass
+    text = "%s: %s" % (type(err).__name__, err)
+    for base in (OSError, ValueError, KeyError, IndexError, TypeError, MemoryError):
+        if isinstance(err, base):
+            return base(text)
+    return RemoteError(text)
+
+
+def _interactive_main_class(value):
+    """The first class of ``value``'s type hierarchy defined in an interactive ``__main__`` (a
+    notebook or a REPL), which a spawned process cannot import; None if there is none."""
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__file__", None):
+        return None  # a script: spawned processes import it again as __mp_main__
+    for cls in type(value).__mro__:
+        if cls.__module__ == "__main__":
+            return cls
+    return None
 
 
 def check_picklable(objects, label):
-    """Raise `WorkerSetupError` when one of ``objects`` ({name: object}) cannot be pickled."""
+    """Raise `WorkerSetupError` when one of ``objects`` ({name: object}) cannot be sent to a
+    spawned process: it does not pickle, or its class lives in a notebook's ``__main__``."""
     for name, value in objects.items():
+        cls = _interactive_main_class(value)
+        if cls is not None:
+            raise WorkerSetupError(
+                "The %s %s %s cannot be sent to input worker processes: its class %s is defined "
+                "in this notebook or interactive session (__main__), which a process started "
+                "by %s cannot import. Move the class to a .py module, or prepare the data in "
+                "threads: set INPUT_WORKERS = \"threads\" in your Config (or \"fork\" on Linux)."
+                % (label, name, type(value).__name__, cls.__name__, "spawn or forkserver"))
         try:
             pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as err:  # noqa: BLE001 - any pickling failure gets the same advice
@@ -110,7 +164,13 @@ class InputWorkers:
         if method != "fork":
             check_picklable(objects or {"preparer": prepare}, label)
         self._pool = None
+        self._closed = False
         self._lock = threading.Lock()
+
+    @property
+    def closed(self):
+        """True after `close`: later work runs in the calling thread, no process is started."""
+        return self._closed
 
     def _executor(self):
         with self._lock:
@@ -144,8 +204,10 @@ class InputWorkers:
             % self.label)
 
     def close(self):
-        """Stop the worker processes (they are started again by the next `submit`)."""
+        """Stop the worker processes for good (a batch still being made when training is
+        interrupted finishes in its own thread rather than start new processes)."""
         with self._lock:
+            self._closed = True
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -14,6 +14,7 @@ the molded (resized and padded) image.
 """
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -177,20 +178,31 @@ def instance_crops(mask, scale, padding, crop=None):
 
 
 _pool = None
+_pool_lock = threading.Lock()
 
 
 def _loader():
     global _pool
-    if _pool is None:
-        # Its own pool: resize_image waits on mrcnn.ops.resample_np's pool, and a task waiting
-        # on tasks of its own pool could take the thread they need.
-        _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mrcnn-load")
-    return _pool
+    with _pool_lock:
+        if _pool is None:
+            # Its own pool: resize_image waits on mrcnn.ops.resample_np's pool, and a task
+            # waiting on tasks of its own pool could take the thread they need.
+            _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mrcnn-load")
+        return _pool
+
+
+def _reads_files(dataset):
+    """Whether ``dataset.load_image`` is the library's (`mrcnn.dataset.Dataset.load_image`:
+    reads the file at ``image_info[id]["path"]``, keeps no state), safe to run beside
+    ``load_mask``."""
+    from mrcnn.dataset import Dataset
+    return getattr(type(dataset), "load_image", None) is Dataset.load_image
 
 
 def _forget_pool():
-    global _pool
+    global _pool, _pool_lock
     _pool = None  # a forked child has the object but not its threads
+    _pool_lock = threading.Lock()  # nor the thread that may have held this one
 
 
 if hasattr(os, "register_at_fork"):
@@ -213,15 +225,21 @@ def prepare_image(dataset, config, image_id):
     ``IMAGE_MIN_SCALE`` and ``IMAGE_RESIZE_MODE`` ("crop" takes a random crop, from Python's
     ``random``, as Matterport does).
     """
-    # Decoding and resizing the image (C code that releases the GIL) run in a helper thread
-    # while load_mask (usually Python that holds it) runs here.
-    image_future = _loader().submit(_load_resized, dataset, config, image_id)
-    try:
+    if _reads_files(dataset):
+        # The library's own file reader: decoding and resizing (C code that releases the GIL)
+        # run in a helper thread while load_mask (usually Python that holds it) runs here. A
+        # data set with its own load_image keeps the one-after-the-other order it may rely on.
+        image_future = _loader().submit(_load_resized, dataset, config, image_id)
+        try:
+            mask, class_ids = dataset.load_mask(image_id)
+        except BaseException:
+            image_future.result()  # an image that cannot be read is the error to report first
+            raise
+        image, original_shape, (window, scale, padding, crop) = image_future.result()
+    else:
+        image, original_shape, (window, scale, padding, crop) = _load_resized(
+            dataset, config, image_id)
         mask, class_ids = dataset.load_mask(image_id)
-    except BaseException:
-        image_future.result()  # an image that cannot be read is the error to report first
-        raise
-    image, original_shape, (window, scale, padding, crop) = image_future.result()
     mask = np.asarray(mask)
     if mask.ndim == 2:
         mask = mask[:, :, None]

@@ -117,6 +117,14 @@ class SamplePreparer:
         self.no_augmentation_sources = set(no_augmentation_sources or ())
         self.anchor_index = anchor_index
 
+    def reseed(self, seed):
+        """Give the augmentation new random generators (each worker process its own):
+        albumentations' ``set_random_seed``, imgaug's ``seed_``."""
+        for method in ("set_random_seed", "seed_"):
+            if callable(getattr(self.augmentation, method, None)):
+                getattr(self.augmentation, method)(int(seed))
+                return
+
     def augments(self, image_id):
         source = self.dataset.image_info[image_id]["source"]
         return (self.augmentation is not None
