@@ -18,7 +18,8 @@ import numpy as np
 from mrcnn.ops import resample_np
 
 __all__ = [
-    "to_rgb_uint8", "resize", "resize_image", "resize_mask", "minimize_mask", "expand_mask",
+    "to_rgb_uint8", "resize", "resize_image", "resize_mask", "minimize_mask", "minimize_crops",
+    "expand_mask",
     "unmold_mask", "mold_image", "unmold_image",
 ]
 
@@ -240,16 +241,27 @@ def minimize_mask(bbox, mask, mini_shape):
     """
     bbox = np.asarray(bbox)
     mask = np.asarray(mask)
+    crops = []
+    for i in range(mask.shape[-1]):
+        y1, x1, y2, x2 = (int(v) for v in bbox[i][:4])
+        m = mask[y1:y2, x1:x2, i].astype(bool, copy=False)
+        if m.size == 0:
+            raise ValueError(f"minimize_mask: instance {i} has an empty box {[y1, x1, y2, x2]}")
+        crops.append(m)
+    return minimize_crops(crops, mini_shape)
+
+
+def minimize_crops(crops, mini_shape):
+    """`minimize_mask` of masks already cropped to their boxes.
+
+    crops: N bool arrays ``[box_h, box_w]`` (non-empty); mini_shape: (height, width).
+    Returns bool [mini_h, mini_w, N].
+    """
     mini_h, mini_w = int(mini_shape[0]), int(mini_shape[1])
-    mini_mask = np.zeros((mini_h, mini_w, mask.shape[-1]), dtype=bool)
+    mini_mask = np.zeros((mini_h, mini_w, len(crops)), dtype=bool)
     with resample_np.single_threaded_blas():
-        for i in range(mask.shape[-1]):
-            y1, x1, y2, x2 = (int(v) for v in bbox[i][:4])
-            m = mask[y1:y2, x1:x2, i].astype(bool, copy=False)
-            if m.size == 0:
-                raise ValueError(
-                    f"minimize_mask: instance {i} has an empty box {[y1, x1, y2, x2]}")
-            mini_mask[:, :, i] = resample_np.resize_threshold(m, mini_h, mini_w, "round")
+        for i, crop in enumerate(crops):
+            mini_mask[:, :, i] = resample_np.resize_threshold(crop, mini_h, mini_w, "round")
     return mini_mask
 
 

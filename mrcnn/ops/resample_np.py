@@ -23,36 +23,19 @@ Arrays are ``[H, W]`` planes or ``[H, W, C]`` images; sizes are ``(out_h, out_w)
 
 import contextlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.ndimage as ndi
+
+from mrcnn.ops.thread_pools import LazyThreadPool
 
 __all__ = ["sk_resize_linear", "linear_taps", "resize_threshold", "zoom_nearest_indices",
            "single_threaded_blas"]
 
 # Below this many output values per channel, threads cost more than they save.
 _THREADED_MIN_PIXELS = 1 << 18
-_pool = None
+_pool = LazyThreadPool(min(4, os.cpu_count() or 1), "mrcnn-resize")
 
-
-def _executor():
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
-                                   thread_name_prefix="mrcnn-resize")
-    return _pool
-
-
-def _forget_pool():
-    # A forked child has the parent's executor object but none of its threads: work submitted
-    # to it would wait forever. The child starts its own on demand.
-    global _pool
-    _pool = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
 
 _blas = None
 
@@ -137,7 +120,7 @@ def sk_resize_linear(image, out_h, out_w, preserve_range=False):
         _zoom_plane(np.ascontiguousarray(planes[c]), out_h, out_w, buffers[c])
 
     if len(planes) > 1 and out_h * out_w >= _THREADED_MIN_PIXELS:
-        list(_executor().map(work, range(len(planes))))
+        list(_pool.get().map(work, range(len(planes))))
     else:
         for c in range(len(planes)):
             work(c)

@@ -19,11 +19,12 @@ from mrcnn.image import mold_image
 from mrcnn.training.input_workers import InputWorkers, resolve_mode
 from mrcnn.training.rpn_targets import AnchorIndex, sample_rpn_targets
 from mrcnn.training.sample_cache import cache_for
-from mrcnn.training.samples import SamplePreparer, ground_truth, load_image_gt
+from mrcnn.training.samples import SamplePreparer, load_image_gt
 
-__all__ = ["MaskRCNNSequence", "load_image_gt", "ground_truth", "generate_random_rois"]
+__all__ = ["MaskRCNNSequence", "load_image_gt", "generate_random_rois"]
 
 logger = logging.getLogger("mrcnn")
+
 
 def _describe_image(dataset, image_id):
     """``id N`` plus the image's reference (file path, URL...) when the data set has one."""
@@ -134,11 +135,10 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         self.preparer = SamplePreparer(dataset, config, augmentation,
                                        self.no_augmentation_sources, AnchorIndex(self.anchors))
         self.cache = None
-        cache_mb = getattr(config, "TRAIN_CACHE_MB", 0) or 0
-        if cache_mb > 0 and config.IMAGE_RESIZE_MODE != "crop":
+        if config.TRAIN_CACHE_MB > 0 and config.IMAGE_RESIZE_MODE != "crop":
             self.cache = cache_for(dataset, _preparation_key(config, self.anchors),
-                                   int(cache_mb * 2 ** 20))
-        mode = resolve_mode(getattr(config, "INPUT_WORKERS", "auto"))
+                                   int(config.TRAIN_CACHE_MB * 2 ** 20))
+        mode = resolve_mode(config.INPUT_WORKERS)
         self.processes = None
         if mode != "threads" and workers and workers >= 1:
             self.processes = InputWorkers(self.preparer, workers, mode, label=self.label,
@@ -173,16 +173,15 @@ class MaskRCNNSequence(keras.utils.PyDataset):
         return ids[order[position % n]]
 
     # ------------------------------------------------------------------ one image
-    def _cache_key(self, image_id):
-        kind = "prepared" if self.preparer.augments(image_id) else "sample"
-        return (int(image_id), kind, id(self.dataset.image_info[image_id]))
-
     def _start(self, image_id):
         """The sample of ``image_id``: a finished one (cache hit, or prepared in this thread) or
         a future of a worker process's answer."""
-        key = self._cache_key(image_id) if self.cache is not None else None
-        cached = self.cache.get(key) if key is not None else None
         augments = self.preparer.augments(image_id)
+        key = cached = None
+        if self.cache is not None:
+            key = (int(image_id), "prepared" if augments else "sample",
+                   id(self.dataset.image_info[image_id]))
+            cached = self.cache.get(key)
         if cached is not None and not augments:
             return ("done", cached)
         if self._use_processes():
@@ -227,7 +226,7 @@ class MaskRCNNSequence(keras.utils.PyDataset):
             return None
         class_ids, boxes, masks = sample["class_ids"], sample["boxes"], sample["masks"]
         rpn_match, rpn_bbox = sample_rpn_targets(
-            self.preparer.anchor_index.anchors, sample["rpn_match"].astype(np.int32),
+            self.preparer.anchor_index.anchors, sample["rpn_match"],
             sample["rpn_boxes"], config.RPN_TRAIN_ANCHORS_PER_IMAGE, config.RPN_BBOX_STD_DEV,
             rng)
         if len(boxes) > config.MAX_GT_INSTANCES:

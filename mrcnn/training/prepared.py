@@ -13,15 +13,14 @@ instance ``i`` is ``resize_mask(mask, ...)[y1:y2, x1:x2, i]`` and its box is wha
 the molded (resized and padded) image.
 """
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from mrcnn.image import resize_image
+from mrcnn.image import minimize_crops, resize_image
 from mrcnn.ops import resample_np
+from mrcnn.ops.boxes_np import extract_bboxes
+from mrcnn.ops.thread_pools import LazyThreadPool
 
 __all__ = ["PreparedImage", "prepare_image", "instance_crops", "masks_for_training"]
 
@@ -75,12 +74,7 @@ class PreparedImage:
     def mini_masks(self, mini_shape):
         """bool [mini_h, mini_w, N]: `mrcnn.image.minimize_mask` of the dense masks, from the
         crops (which are exactly what it reads)."""
-        mini_h, mini_w = int(mini_shape[0]), int(mini_shape[1])
-        out = np.zeros((mini_h, mini_w, len(self.crops)), bool)
-        with resample_np.single_threaded_blas():
-            for i, crop in enumerate(self.crops):
-                out[:, :, i] = resample_np.resize_threshold(crop, mini_h, mini_w, "round")
-        return out
+        return minimize_crops(self.crops, mini_shape)
 
 
 def _first_last(flags):
@@ -165,11 +159,9 @@ def instance_crops(mask, scale, padding, crop=None):
         block = block.astype(bool)
         block[sub_rows < 0] = False  # SciPy's reads outside the image: its cval, 0
         block[:, sub_cols < 0] = False
-        ys, xs = block.any(axis=1), block.any(axis=0)
-        if not ys.any():  # the resampling skipped every pixel of a thin instance
+        y0, x0, y1, x1 = extract_bboxes(block[:, :, None])[0]
+        if y1 == 0:  # the resampling skipped every pixel of a thin instance
             continue
-        y0, y1 = np.argmax(ys), len(ys) - np.argmax(ys[::-1])
-        x0, x1 = np.argmax(xs), len(xs) - np.argmax(xs[::-1])
         keep[i] = True
         boxes.append([top + r0 + y0, left + c0 + x0, top + r0 + y1, left + c0 + x1])
         crops.append(np.ascontiguousarray(block[y0:y1, x0:x1]))
@@ -177,18 +169,9 @@ def instance_crops(mask, scale, padding, crop=None):
     return keep, boxes, crops
 
 
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _loader():
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            # Its own pool: resize_image waits on mrcnn.ops.resample_np's pool, and a task
-            # waiting on tasks of its own pool could take the thread they need.
-            _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mrcnn-load")
-        return _pool
+# Its own pool: resize_image waits on mrcnn.ops.resample_np's pool, and a task waiting on tasks
+# of its own pool could take the thread they need.
+_loader = LazyThreadPool(4, "mrcnn-load")
 
 
 def _reads_files(dataset):
@@ -197,16 +180,6 @@ def _reads_files(dataset):
     ``load_mask``."""
     from mrcnn.dataset import Dataset
     return getattr(type(dataset), "load_image", None) is Dataset.load_image
-
-
-def _forget_pool():
-    global _pool, _pool_lock
-    _pool = None  # a forked child has the object but not its threads
-    _pool_lock = threading.Lock()  # nor the thread that may have held this one
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _load_resized(dataset, config, image_id):
@@ -229,7 +202,7 @@ def prepare_image(dataset, config, image_id):
         # The library's own file reader: decoding and resizing (C code that releases the GIL)
         # run in a helper thread while load_mask (usually Python that holds it) runs here. A
         # data set with its own load_image keeps the one-after-the-other order it may rely on.
-        image_future = _loader().submit(_load_resized, dataset, config, image_id)
+        image_future = _loader.get().submit(_load_resized, dataset, config, image_id)
         try:
             mask, class_ids = dataset.load_mask(image_id)
         except BaseException:

@@ -158,12 +158,13 @@ def match_anchors(index, gt_class_ids, gt_boxes):
 def sample_rpn_targets(anchors, rpn_match, gt_boxes, train_anchors_per_image, std_dev, rng):
     """Keep at most half positives and fill with negatives, then encode the positives' deltas.
 
-    anchors: [A, 4] float32 pixels; rpn_match: [A] int32 from `match_anchors` (not changed);
+    anchors: [A, 4] float32 pixels; rpn_match: [A] labels from `match_anchors` (any integer
+    dtype; not changed);
     gt_boxes: [G', 4] the non-crowd boxes it returned; rng: ``np.random.Generator``.
     Returns rpn_match [A] int32 and rpn_bbox [train_anchors_per_image, 4] float32: the kept
     positives' deltas (each against the box it overlaps most) in anchor order, zero-padded.
     """
-    rpn_match = rpn_match.copy()
+    rpn_match = np.array(rpn_match, np.int32)  # a copy, in the dtype the model reads
     rpn_bbox = np.zeros([train_anchors_per_image, 4], dtype=np.float32)
     positive = np.flatnonzero(rpn_match == 1)
     extra = len(positive) - train_anchors_per_image // 2
