@@ -12,7 +12,7 @@ override class attributes, then instantiate::
 
 Attributes may also be assigned on the instance afterwards; the derived values ``BATCH_SIZE``,
 ``IMAGE_SHAPE`` and ``IMAGE_META_SIZE`` are read-only properties, so they always follow the
-settings they are computed from. Call :meth:`Config.validate` again after such assignments to check
+settings they are computed from. Call `Config.validate` again after such assignments to check
 the new values (the model does so when it is built).
 
 Additions to Matterport's settings (not present there):
@@ -107,6 +107,11 @@ class Config:
 
     # Number of classes, background included.
     NUM_CLASSES = 1
+
+    # Optional: the class names, NUM_CLASSES of them, background ("BG") first. Nothing in the
+    # model reads them; MaskRCNN.export writes them into the exported files when no names are
+    # passed to it. The mrcnn command sets them from the data set.
+    CLASS_NAMES = None
 
     # Anchor side length in pixels, one per pyramid level.
     RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
@@ -338,6 +343,15 @@ class Config:
         if not _is_int(self.NUM_CLASSES) or self.NUM_CLASSES < 1:
             fail("NUM_CLASSES", "must be an integer >= 1 (background included)",
                  "set NUM_CLASSES = 1 + number of object classes")
+
+        names = self.CLASS_NAMES
+        if names is not None:
+            if isinstance(names, (str, bytes)) or not hasattr(names, "__len__"):
+                fail("CLASS_NAMES", "must be a list of names",
+                     "set CLASS_NAMES = ['BG', 'name_1', ...] or None")
+            if len(names) != self.NUM_CLASSES:
+                fail("CLASS_NAMES", f"holds {len(names)} names for NUM_CLASSES = "
+                     f"{self.NUM_CLASSES}", "list one name per class, 'BG' first, or set None")
 
         backbone = self.BACKBONE
         if callable(backbone):

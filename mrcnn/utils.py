@@ -53,6 +53,23 @@ from mrcnn.ops.boxes_np import (  # noqa: F401
 )
 
 
+# The public names, for ``from mrcnn.utils import *`` and the API reference (docs/api/utils.md).
+__all__ = [
+    "compute_backbone_shapes", "generate_anchors", "generate_pyramid_anchors", "get_anchors",
+    "Dataset", "ImageLoadError", "read_image",
+    "COCO_MODEL_SIZE", "COCO_MODEL_URL", "download_file", "download_imagenet_weights",
+    "download_trained_weights", "get_cache_dir",
+    "expand_mask", "minimize_mask", "mold_image", "resize", "resize_image", "resize_mask",
+    "to_rgb_uint8", "unmold_image", "unmold_mask",
+    "compose_image_meta", "parse_image_meta", "parse_image_meta_graph",
+    "compute_ap", "compute_ap_range", "compute_matches", "compute_recall", "trim_zeros",
+    "apply_box_deltas", "box_refinement", "compute_iou", "compute_overlaps",
+    "compute_overlaps_masks", "decode_boxes_np", "denorm_boxes", "encode_boxes_np",
+    "extract_bboxes", "non_max_suppression", "norm_boxes",
+    "batch_slice",
+]
+
+
 def batch_slice(inputs, graph_fn, batch_size, names=None):
     """Run ``graph_fn`` on each item of a batch and stack the results (TensorFlow).
 

@@ -8,7 +8,12 @@ import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+#: The repository: tests marked ``repository`` read its files beyond tests/ (samples/,
+#: notebooks/, README.md, constraints/, pyproject.toml). From a clone, its mrcnn/ is importable
+#: without installing; .ci/run's wheel leg runs the suite in a copy without mrcnn/, so that the
+#: installed wheel is what the tests import.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -28,6 +33,17 @@ try:
 except ImportError:
     pass
 """
+
+
+def pytest_configure(config):
+    """With MRCNN_TEST_INSTALLED=1 (.ci/run's wheel leg), refuse to run unless ``mrcnn`` is
+    imported from an installed copy, not from a source tree beside these tests."""
+    if os.environ.get("MRCNN_TEST_INSTALLED") == "1":
+        import mrcnn
+        where = os.path.dirname(os.path.abspath(mrcnn.__file__))
+        if os.path.commonpath([where, REPO]) == REPO or "site-packages" not in where:
+            raise pytest.UsageError("MRCNN_TEST_INSTALLED=1, but mrcnn is imported from %s, "
+                                    "not from an installed wheel" % where)
 
 
 class TinyConfig(Config):

@@ -208,6 +208,8 @@ def test_coco_format_data_set(tmp_path, capsys):
     (["detect", "--weights", "x.h5", "--image", "y.jpg"], "x.h5"),
     (["anchors", "--data", "DATA", "--logs", "nologs"], "--logs nologs"),
     (["export", "--logs", "nologs", "--output", "x"], "--logs DIR"),
+    (["export", "--logs", "nologs", "--output", "x", "--quantize", "float16"],
+     "--quantize float16 applies to TFLite files only; add --tflite"),
 ])
 def test_errors_name_the_file_flag_and_fix(argv, expected, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -218,6 +220,7 @@ def test_errors_name_the_file_flag_and_fix(argv, expected, tmp_path, monkeypatch
     assert "Traceback" not in err
 
 
+@pytest.mark.repository
 def test_shapes_sample_reports_a_missing_run(tmp_path, capsys):
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "samples"))
     import shapes

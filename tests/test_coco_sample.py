@@ -17,6 +17,8 @@ sys.path.insert(0, os.path.join(REPO, "samples"))
 
 import coco as coco_sample  # noqa: E402  (samples/coco.py)
 
+pytestmark = pytest.mark.repository
+
 H, W = 96, 128
 # Non-consecutive category ids, as in COCO (1 person, 3 car, ...).
 CATEGORIES = [{"id": 2, "name": "box"}, {"id": 5, "name": "blob"}]

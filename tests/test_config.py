@@ -159,6 +159,8 @@ def test_callable_backbone_needs_compute_shape():
     ("WINOGRAD", "Auto"),
     ("WINOGRAD", 1),
     ("WINOGRAD", None),
+    ("CLASS_NAMES", "BG"),
+    ("CLASS_NAMES", ("BG", "extra")),
 ])
 def test_invalid_setting_is_named(name, value):
     bad = type("Bad", (Config,), {name: value})

@@ -151,3 +151,24 @@ def test_unmolding_without_detections(tiny_inference_model):
     for got, expected in zip((rois, class_ids, scores, full), want):
         assert got.numpy().shape == expected.shape
     assert full.dtype == tf.bool
+
+
+def test_model_export_method(tiny_inference_model, tmp_path):
+    """``MaskRCNN.export(path)`` writes the SavedModel of `export_saved_model`, with the class
+    names of ``config.CLASS_NAMES`` when none are passed; it serves detect()'s detections."""
+    import tensorflow as tf
+
+    model, names = tiny_inference_model, ("BG", "circle", "square", "triangle")
+    model.config.CLASS_NAMES = names
+    try:
+        path = str(tmp_path / "model")
+        assert model.export(path) == path
+    finally:
+        model.config.CLASS_NAMES = None
+    with open(os.path.join(path, "assets.extra", "mrcnn.json")) as f:
+        assert json.load(f)["class_names"] == list(names)
+    image = np.random.default_rng(3).integers(0, 255, (96, 120, 3), dtype=np.uint8)
+    served = tf.saved_model.load(path).signatures["serving_default"](image=tf.constant(image))
+    want = model.detect([image])[0]
+    np.testing.assert_array_equal(served["class_ids"].numpy(), want["class_ids"])
+    np.testing.assert_allclose(served["rois"].numpy(), want["rois"], atol=1)

@@ -15,7 +15,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import facemask  # noqa: E402
 from mrcnn.workflow import run_checkpoints  # noqa: E402
 
-from test_workflow import facemask_dir, pytestmark  # noqa: E402,F401  (shared fixture)
+from test_workflow import facemask_dir, pytestmark as _workflow_marks  # noqa: E402,F401
+
+# samples/facemask.py
+pytestmark = [_workflow_marks, pytest.mark.repository]
 
 
 def test_sample_is_short():

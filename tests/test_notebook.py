@@ -22,6 +22,7 @@ from conftest import TinyConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO, "notebooks", "facemask_colab.ipynb")
+pytestmark = pytest.mark.repository
 GENERATOR = os.path.join(REPO, "notebooks", "make_facemask_colab.py")
 
 # TinyConfig's model sizes (tests/conftest.py), passed through the notebook's CONFIG_OVERRIDES.
@@ -64,7 +65,8 @@ def kernel_env(extra=None):
     # conftest sets MPLBACKEND=Agg for this process; the kernel must use the inline backend so
     # that figures become image outputs (it needs no display either).
     env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    # The kernel must import this checkout's mrcnn, not some other installed copy.
+    # The kernel must import the mrcnn these tests import: this checkout's, or the installed
+    # wheel where the suite runs without the source tree (.ci/run).
     paths = [REPO, extra.pop("PYTHONPATH", None), env.get("PYTHONPATH")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
@@ -295,7 +297,8 @@ def test_notebook_end_to_end(tmp_path):
     for cell in nb.cells:
         assert not outputs(cell, "error"), cell.source
     report = json.loads(stdout(nb.cells[-1]).split("REPORT ", 1)[1])
-    assert os.path.dirname(report["mrcnn_file"]) == os.path.join(REPO, "mrcnn")
+    import mrcnn
+    assert os.path.dirname(report["mrcnn_file"]) == os.path.dirname(mrcnn.__file__)
     assert os.path.realpath(report["python"]) == os.path.realpath(sys.executable)
     assert "inline" in report["backend"]
     assert report["classes"] == ["N95", "cloth", "surgical"]

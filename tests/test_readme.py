@@ -57,7 +57,8 @@ SMALL_DEMO_PLAN = {"n_train": 4, "n_val": 2, "steps": 2, "stage1_epochs": 1,
 
 
 # pycocotools' decoder trips NumPy 2's __array__(copy=...) deprecation; not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+              pytest.mark.repository]
 
 
 def read_blocks(path=README):

@@ -306,3 +306,52 @@ def test_tflite_errors_name_the_problem(tiny_inference_model, tmp_path):
     with pytest.raises(ValueError, match="names"):
         export_tflite(tiny_inference_model, tmp_path / "x.tflite", ["BG"])
     assert not (tmp_path / "x.tflite").exists() and not (tmp_path / "bf16.tflite").exists()
+
+
+#: What each quantization must keep of detect()'s detections on the overfit model (the
+#: deployment issue's goals; the share matched with the same class, every box edge within
+#: 2 px and mask IoU >= 0.9), and the most of the float32 file's size it may take.
+QUANTIZED = {"float16": (0.98, 0.55), "dynamic-int8": (0.90, 0.30)}
+
+
+def test_quantized_tflite_files_are_smaller_and_agree(overfit_run, tmp_path):
+    """MaskRCNN.export writes float32, float16 and dynamic-int8 files (class names from
+    config.CLASS_NAMES); each is the stated share of the float32 file or less, TFLiteDetector
+    reads all three, and their detections follow detect()'s."""
+    from mrcnn.export import TFLiteDetector, detection_agreement
+
+    model = _inference("square", tmp_path, overfit_run.weights)
+    model.config.CLASS_NAMES = ("BG", "square", "circle", "triangle")
+    images = _images(overfit_run.dataset)
+    expected = model.detect(images)
+    assert sum(len(r["rois"]) for r in expected) >= 2 * len(images), expected
+    sizes = {}
+    for quantize in (None, "float16", "dynamic-int8"):
+        path = str(tmp_path / ("%s.tflite" % (quantize or "float32")))
+        assert model.export(path, quantize=quantize) == path
+        sizes[quantize] = os.path.getsize(path)
+        detector = TFLiteDetector(path)
+        assert detector.quantization == (quantize or "float32")
+        assert detector.class_names == ["BG", "square", "circle", "triangle"]
+        matched, total, extra = detection_agreement(expected, detector.detect(images))
+        print("%s: %.1f%% of float32's size, %d of %d matched, %d extra"
+              % (quantize or "float32", 100 * sizes[quantize] / sizes[None], matched, total,
+                 extra))
+        least, most = QUANTIZED.get(quantize, (1.0, 1.0))
+        assert matched >= least * total and extra <= (1 - least) * total + 1e-9, \
+            (quantize, matched, total, extra)
+        assert sizes[quantize] <= most * sizes[None], (quantize, sizes)
+    # Dynamic-range int8 really runs int8 kernels: the weights are stored as int8 tensors.
+    details = TFLiteDetector(str(tmp_path / "dynamic-int8.tflite")).interpreter \
+        .get_tensor_details()
+    assert any(d["dtype"] == np.int8 for d in details)
+
+
+def test_quantize_errors_name_the_setting(tiny_inference_model, tmp_path):
+    with pytest.raises(ValueError, match="quantize must be one of float16, dynamic-int8"):
+        tiny_inference_model.export(str(tmp_path / "m.tflite"), quantize="int4")
+    with pytest.raises(ValueError, match="TFLite files only"):
+        tiny_inference_model.export(str(tmp_path / "saved"), quantize="float16")
+    with pytest.raises(ValueError, match="format must be"):
+        tiny_inference_model.export(str(tmp_path / "m.onnx"), format="onnx")
+    assert not os.listdir(tmp_path)

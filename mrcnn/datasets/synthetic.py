@@ -1,15 +1,15 @@
 """Synthetic images and annotations for tests and demos (no network, deterministic by seed).
 
-* :func:`make_shapes_image`: an image of squares, circles and triangles with its instance masks.
-* :class:`SyntheticShapesDataset`: a ``Dataset`` generating such images on the fly (Matterport's
+* `make_shapes_image`: an image of squares, circles and triangles with its instance masks.
+* `SyntheticShapesDataset`: a ``Dataset`` generating such images on the fly (Matterport's
   "shapes" sample).
-* :func:`write_via_dataset`: writes ``root/train`` and ``root/val`` with images and a VIA JSON file,
+* `write_via_dataset`: writes ``root/train`` and ``root/val`` with images and a VIA JSON file,
   either cartoon faces wearing face masks (``scene="facemask"``; the face masks are annotated as
   polygons with the region attribute ``mask_type``) or shapes (``scene="shapes"``; rect, circle and
   polygon regions with the attribute ``shape``).
 
 Every shape is drawn from the same VIA shape attributes that are annotated, rasterised by
-:func:`mrcnn.datasets.via.shape_pixels`, so the pixels of an annotated object and its mask agree
+`mrcnn.datasets.via.shape_pixels`, so the pixels of an annotated object and its mask agree
 exactly.
 """
 

@@ -225,7 +225,7 @@ def shape_pixels(shape, height, width):
     """Pixels inside a normalised shape, clipped to an image of ``height x width``.
 
     Args:
-        shape: a dict from :func:`parse_shape_attributes` (not ``None``).
+        shape: a dict from `parse_shape_attributes` (not ``None``).
         height, width: image size in pixels.
 
     Returns:
@@ -407,7 +407,7 @@ class VIADataset(Dataset):
                 or a VIA checkbox dict with exactly one option true). ``None``: every region is
                 ``default_class``.
             class_names: with ``class_attribute``, the class names in class-id order (ids 1..K).
-                Values not listed raise :class:`VIAFormatError`. ``None``: the distinct values
+                Values not listed raise `VIAFormatError`. ``None``: the distinct values
                 found in the file, sorted. Pass it to keep ids equal across subsets.
             default_class: the single class name used without ``class_attribute``.
             keep_negatives: keep images with no usable region (``load_mask`` then returns an

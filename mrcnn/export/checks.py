@@ -21,7 +21,10 @@ def check_exportable(model):
 
 
 def export_class_names(config, class_names):
-    """NUM_CLASSES names as strings, background first (default ``BG, class_1, ...``)."""
+    """NUM_CLASSES names as strings, background first (default: ``config.CLASS_NAMES``, else
+    ``BG, class_1, ...``)."""
+    if class_names is None:
+        class_names = getattr(config, "CLASS_NAMES", None)
     if class_names is None:
         class_names = ["BG"] + ["class_%d" % i for i in range(1, config.NUM_CLASSES)]
     class_names = [str(c) for c in class_names]

@@ -4,9 +4,11 @@
 
     mrcnn export --weights best --logs logs --output exported/            # a SavedModel
     mrcnn export --weights best --logs logs --output model.tflite --tflite
+    mrcnn export --output model_fp16.tflite --tflite --quantize float16
 """
 
 import argparse
+import os
 import sys
 import time
 
@@ -14,23 +16,31 @@ __all__ = ["export_trained", "add_arguments", "run", "main"]
 
 
 def export_trained(weights="best", logs="logs", output="exported", min_confidence=None,
-                   tflite=False):
+                   tflite=False, quantize=None):
     """Export trained weights with the configuration and classes of their run.
 
     weights: a .h5 path, ``best`` or ``last`` (latest run in ``logs``); the run's
     ``settings.json`` (written by ``mrcnn train``) gives the configuration and class names.
     tflite: write a ``.tflite`` file (and its ``.json``) at ``output`` instead of a SavedModel
     directory; the model is built in float32 whatever precision it was trained in.
+    quantize: with ``tflite``, ``"float16"`` or ``"dynamic-int8"`` (`mrcnn.export.tflite`).
     Returns ``(output, seconds taken)``.
     """
     from mrcnn.workflow.inference import inference_model
+    if quantize is not None and not tflite:
+        from mrcnn.workflow.errors import WorkflowError
+        raise WorkflowError("--quantize %s applies to TFLite files only; add --tflite"
+                            % (quantize,))
+    if tflite:
+        from mrcnn.export.tflite import check_quantize
+        quantize = check_quantize(quantize)   # before the model is built, not after
     overrides = {"PRECISION": "float32"} if tflite else None
     model, class_names, _, _ = inference_model(weights, logs, overrides=overrides,
                                                min_confidence=min_confidence)
     start = time.perf_counter()
     if tflite:
         from mrcnn.export.tflite import export_tflite
-        export_tflite(model, output, class_names)
+        export_tflite(model, output, class_names, quantize=quantize)
     else:
         from mrcnn.export.saved_model import export_saved_model
         export_saved_model(model, output, class_names)
@@ -48,6 +58,10 @@ def add_arguments(parser):
     parser.add_argument("--tflite", action="store_true",
                         help="write a TFLite file (builtin ops only) and its .json instead of a "
                              "SavedModel; run it with mrcnn.export.TFLiteDetector")
+    parser.add_argument("--quantize", choices=["float16", "dynamic-int8"],
+                        help="with --tflite: store the weights as float16 (half the file) or "
+                             "int8 with dynamic-range quantization (about a quarter); default "
+                             "float32")
     parser.add_argument("--min-confidence", type=float,
                         help="DETECTION_MIN_CONFIDENCE of the exported model (default: the "
                              "run's)")
@@ -57,11 +71,13 @@ def add_arguments(parser):
 def run(args):
     """Carry out parsed export arguments; prints where the model went."""
     output, seconds = export_trained(args.weights, args.logs, args.output, args.min_confidence,
-                                     tflite=args.tflite)
+                                     tflite=args.tflite, quantize=args.quantize)
     if args.tflite:
-        print("TFLite model written to %s (metadata %s.json) in %.1f s; run it with "
-              "mrcnn.export.TFLiteDetector(%r).detect([image]) or any TFLite interpreter "
-              "(inputs: molded image, image_meta)" % (output, output, seconds, output))
+        print("TFLite model (%s, %.1f MB) written to %s (metadata %s.json) in %.1f s; run it "
+              "with mrcnn.export.TFLiteDetector(%r).detect([image]) or any TFLite interpreter "
+              "(inputs: molded image, image_meta)"
+              % (args.quantize or "float32", os.path.getsize(output) / 1e6, output, output,
+                 seconds, output))
     else:
         print("SavedModel written to %s in %.1f s; serve it with TF Serving or load it with "
               "tf.saved_model.load (signature serving_default: uint8 image [H, W, 3])"

@@ -17,8 +17,21 @@ The file's signature ``serving_default``:
   the molded image, class id, score; rows after the first zero class id are padding) and
   ``masks`` float32 ``[DETECTION_MAX_INSTANCES, mh, mw]`` (each detection's own class mask).
 
-``<file>.json`` beside it holds the class names and the configuration, which `TFLiteDetector`
-reads to mold images as the model was trained.
+``<file>.json`` beside it holds the class names, the configuration (which `TFLiteDetector` reads
+to mold images as the model was trained) and the quantization.
+
+Quantization (``export_tflite(..., quantize=...)``, ``mrcnn export --tflite --quantize``), with
+TFLite's post-training converters; the signature is the same for all three, float32 in and out:
+
+- ``None``: float32 weights and arithmetic, TensorFlow's numbers;
+- ``"float16"``: weights stored as float16 (half the file), turned back to float32 when the
+  interpreter loads them, so the arithmetic stays float32;
+- ``"dynamic-int8"``: dynamic-range quantization: convolution and dense weights stored as int8
+  with a scale per output channel (a quarter of their size), activations quantized on the fly
+  for those ops; everything else float32.
+
+What each costs in file size, speed and agreement with ``detect()`` is in docs/benchmarks.md
+(``bench/quantize.py``).
 """
 
 import json
@@ -31,7 +44,11 @@ from mrcnn.export.checks import check_exportable, export_class_names
 from mrcnn.ops.portable import tflite_builtins
 from mrcnn.workflow.runs import jsonable
 
-__all__ = ["tflite_function", "export_tflite", "TFLiteDetector", "metadata_path"]
+__all__ = ["tflite_function", "export_tflite", "TFLiteDetector", "metadata_path",
+           "QUANTIZATIONS"]
+
+#: The ``quantize`` choices of `export_tflite` besides ``None`` (float32).
+QUANTIZATIONS = ("float16", "dynamic-int8")
 
 # Config values the runner needs to mold images and read the outputs.
 _MOLDING_SETTINGS = ("NAME", "NUM_CLASSES", "IMAGE_CHANNEL_COUNT", "IMAGE_MIN_DIM",
@@ -74,13 +91,27 @@ def tflite_function(model):
     return detect
 
 
-def export_tflite(model, path, class_names=None):
+def check_quantize(quantize):
+    """``quantize`` as `export_tflite` takes it: None (float32) or one of `QUANTIZATIONS`;
+    raises ValueError naming the setting otherwise."""
+    if quantize in (None, "float32", "none"):
+        return None
+    if quantize not in QUANTIZATIONS:
+        raise ValueError("export --tflite: quantize must be one of %s (or None for float32), "
+                         "got %r" % (", ".join(QUANTIZATIONS), quantize))
+    return quantize
+
+
+def export_tflite(model, path, class_names=None, quantize=None):
     """Convert ``model`` (an inference ``MaskRCNN``, float32) to a TFLite file at ``path``.
 
     class_names: NUM_CLASSES names, background first (default ``BG, class_1, ...``).
+    quantize: None (float32 weights), ``"float16"`` or ``"dynamic-int8"`` (see the module
+    docstring); the file's inputs and outputs are float32 in every case.
     Writes ``path`` and ``<path>.json`` (class names and config), each to a temporary name first
     and moved into place, so an interrupted export leaves no half-written file. Returns ``path``.
     """
+    quantize = check_quantize(quantize)
     class_names = export_class_names(model.config, class_names)
     function = tflite_function(model)
     with tflite_builtins():
@@ -103,12 +134,17 @@ def export_tflite(model, path, class_names=None):
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [named.get_concrete_function()], tf.Module())
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
     flatbuffer = converter.convert()
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     meta = {"class_names": class_names,
             "config": jsonable(model.config.to_dict()),
+            "quantization": quantize or "float32",
             "inputs": ["image", "image_meta"], "outputs": ["detections", "masks"]}
     for target, data in ((metadata_path(path), json.dumps(meta, indent=1, default=str).encode()),
                          (path, flatbuffer)):
@@ -140,6 +176,7 @@ class TFLiteDetector:
     ``detect(images)`` returns what ``MaskRCNN.detect`` returns for the same images: one dict per
     image with ``rois`` int32 [n, 4] (original pixels), ``class_ids`` int32 [n], ``scores``
     float32 [n], ``masks`` bool [H, W, n].
+    ``quantization`` is the file's: ``"float32"``, ``"float16"`` or ``"dynamic-int8"``.
     """
 
     def __init__(self, path, num_threads=None):
@@ -153,6 +190,8 @@ class TFLiteDetector:
                 meta = json.load(f)
             settings = {k: meta["config"][k] for k in _MOLDING_SETTINGS}
             self.class_names = [str(c) for c in meta["class_names"]]
+            # Files written before quantization existed carry no such entry: float32.
+            self.quantization = str(meta.get("quantization", "float32"))
         except FileNotFoundError:
             raise FileNotFoundError("%s: its metadata %s is missing (export_tflite writes both; "
                                     "copy them together)" % (path, meta_file)) from None

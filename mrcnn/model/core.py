@@ -487,6 +487,34 @@ class MaskRCNN:
             (name, np.asarray(v)) for (name, _), v in zip(outputs, values))
 
     # ------------------------------------------------------------------ training
+    def export(self, path, class_names=None, format=None, quantize=None):
+        """Write this inference model for serving: a SavedModel directory or a TFLite file.
+
+        path: the SavedModel directory, or the ``.tflite`` file (its ``.json`` goes beside it).
+        class_names: NUM_CLASSES names, ``BG`` first; default ``config.CLASS_NAMES`` (set by
+        the ``mrcnn`` command), else ``BG, class_1, ...``.
+        format: ``"tf_saved_model"`` (`mrcnn.export.export_saved_model`: raw uint8 images in,
+        molding and unmolding in the graph) or ``"tflite"`` (`mrcnn.export.export_tflite`);
+        default ``"tflite"`` when ``path`` ends in ``.tflite``, else ``"tf_saved_model"``.
+        quantize: TFLite only: None (float32), ``"float16"`` or ``"dynamic-int8"``.
+        Returns ``path``. Keras' own ``Model.export`` would export the bare network, without
+        Matterport's pre- and post-processing; this one serves what ``detect()`` returns.
+        """
+        if format is None:
+            format = "tflite" if os.fspath(path).lower().endswith(".tflite") else \
+                "tf_saved_model"
+        if format in ("tflite", "litert"):
+            from mrcnn.export.tflite import export_tflite
+            return export_tflite(self, path, class_names, quantize=quantize)
+        if format not in ("tf_saved_model", "saved_model"):
+            raise ValueError("export: format must be 'tf_saved_model' or 'tflite', got %r"
+                             % (format,))
+        if quantize is not None:
+            raise ValueError("export: quantize=%r applies to TFLite files only (format='tflite' "
+                             "or a path ending in .tflite)" % (quantize,))
+        from mrcnn.export.saved_model import export_saved_model
+        return export_saved_model(self, path, class_names)
+
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None):
         """Train until epoch ``epochs`` (counted from the start, Matterport's meaning).

@@ -32,6 +32,7 @@ class WorkflowConfig(Config):
     def __init__(self, class_names=None, name=None):
         if class_names is not None:
             self.NUM_CLASSES = 1 + len(class_names)
+            self.CLASS_NAMES = ("BG",) + tuple(str(c) for c in class_names)
         if name is not None:
             self.NAME = name
         super().__init__()
@@ -117,12 +118,12 @@ def config_overrides(config, base=WorkflowConfig):
     """The settings of ``config`` (any Config) that differ from ``base``'s defaults, so that
     ``make_config("standard", config_overrides(config), ...)`` rebuilds it: what a run's
     ``settings.json`` records when it was trained with a Config of the user's own. Derived
-    values, NAME, NUM_CLASSES and callables (a BACKBONE function) are left out."""
+    values, NAME, NUM_CLASSES, CLASS_NAMES and callables (a BACKBONE function) are left out."""
     reference = base()
     out = {}
     for key in type(config)._setting_names():
-        if key in ("NAME", "NUM_CLASSES") or isinstance(getattr(type(config), key, None),
-                                                        property):
+        if key in ("NAME", "NUM_CLASSES", "CLASS_NAMES") or isinstance(
+                getattr(type(config), key, None), property):
             continue
         value = getattr(config, key)
         if callable(value):
