@@ -19,6 +19,7 @@ import argparse
 import datetime
 import os
 import re
+import shlex
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,9 +37,23 @@ def normalize(name):
 
 
 def requirement_names(pyproject_text, extras=("augment",)):
-    """The distribution names of ``[project] dependencies`` and the given optional extras.
+    """The distribution names of ``[project] dependencies`` and the given optional extras."""
+    try:
+        import tomllib
+    except ImportError:      # Python 3.10
+        return _requirement_names_310(pyproject_text, extras)
+    project = tomllib.loads(pyproject_text)["project"]
+    optional = project.get("optional-dependencies", {})
+    missing = [extra for extra in extras if extra not in optional]
+    if missing:
+        raise SystemExit("%s: no optional dependency group %r" % (PYPROJECT, missing[0]))
+    items = list(project["dependencies"]) + [item for extra in extras for item in optional[extra]]
+    return [re.match(r"\s*([A-Za-z0-9_.\-]+)", item).group(1) for item in items]
 
-    A small reader of the two lists (tomllib is Python 3.11+; the project supports 3.10)."""
+
+def _requirement_names_310(pyproject_text, extras):
+    """`requirement_names` without tomllib: the two lists as pyproject.toml writes them, one
+    quoted requirement per line, the closing bracket on a line of its own."""
     names = []
 
     def names_in(block):
@@ -50,7 +65,8 @@ def requirement_names(pyproject_text, extras=("augment",)):
         raise SystemExit("%s: no [project] dependencies list found" % PYPROJECT)
     names += names_in(deps.group(1))
     for extra in extras:
-        block = re.search(r"^%s\s*=\s*\[(.*?)\]" % re.escape(extra), pyproject_text, re.M | re.S)
+        block = re.search(r"^%s\s*=\s*\[(.*?)\]\s*$" % re.escape(extra), pyproject_text,
+                          re.M | re.S)
         if block is None:
             raise SystemExit("%s: no optional dependency group %r" % (PYPROJECT, extra))
         names += names_in(block.group(1))
@@ -72,14 +88,18 @@ def read_freeze(path):
 
 def constraints(pins, names, python, source, overrides=()):
     """The text of colab.txt; ``overrides`` are ``NAME==VERSION`` strings that replace the
-    freeze's pins."""
+    freeze's pins, each for a package the constraints keep."""
+    kept = {normalize(name) for name in list(names) + list(TRANSITIVE)}
     for item in overrides:
         name, version = item.split("==")
+        if normalize(name) not in kept:
+            raise SystemExit("--set %s: %s is not one of the packages the constraints keep (%s)"
+                             % (item, name, ", ".join(sorted(kept))))
         pins[normalize(name)] = (name, version)
     lines = [
         "# Google Colab's versions of mrcnn's dependencies, written by",
-        "#   python constraints/update_colab.py FREEZE --python %s%s"
-        % (python, "".join(" --set " + item for item in overrides)),
+        "#   python constraints/update_colab.py FREEZE --python %s%s --source %s"
+        % (python, "".join(" --set " + item for item in overrides), shlex.quote(source)),
         "# from %s (%s)." % (source, datetime.date.today().isoformat()),
         "# A `pip install` of mrcnn in Colab keeps these, since they satisfy pyproject.toml's",
         "# ranges, so .ci/run tests the library against them, on this Python:",

@@ -24,6 +24,9 @@ Additions to Matterport's settings (not present there):
   ``TRAIN_BN = True``; 0.9 lets the statistics keep up when training from scratch at a high
   learning rate.
 - ``BACKBONE`` also accepts ``"resnet18"``, a light backbone meant for CPU runs and tests.
+- ``CLASS_NAMES`` (default None): the class names, ``NUM_CLASSES`` of them ordered by class id,
+  ``"BG"`` first. The model does not read them; ``MaskRCNN.export`` writes them into the exported
+  files when it is given no names, and the ``mrcnn`` command sets them from the data set.
 """
 
 import copy
@@ -346,8 +349,9 @@ class Config:
 
         names = self.CLASS_NAMES
         if names is not None:
-            if isinstance(names, (str, bytes)) or not hasattr(names, "__len__"):
-                fail("CLASS_NAMES", "must be a list of names",
+            if not isinstance(names, (list, tuple)) or not all(isinstance(n, str)
+                                                                 for n in names):
+                fail("CLASS_NAMES", "must be a list or tuple of strings (ordered by class id)",
                      "set CLASS_NAMES = ['BG', 'name_1', ...] or None")
             if len(names) != self.NUM_CLASSES:
                 fail("CLASS_NAMES", f"holds {len(names)} names for NUM_CLASSES = "

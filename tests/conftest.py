@@ -249,6 +249,42 @@ def assert_same_detections(want, got, box_pixels, score_atol, min_mask_iou):
     return matched
 
 
+def soft_mask_gaps(predict_a, predict_b, molded, metas):
+    """Two inference paths' raw outputs on one molded image, paired by class and box.
+
+    predict_a, predict_b: ``(molded [1, h, w, 3], metas [1, META]) -> (detections [D, 6]
+    (normalized y1, x1, y2, x2, class id, score), masks [D, mh, mw] float)``.
+    Returns one (gap, flips, unexplained) per pair: the largest difference between the two soft
+    masks; how many pixels differ once both are pasted into the box at molded size and
+    thresholded at 0.5; and how many of those have side a's interpolated value farther than
+    ``gap`` from 0.5. Linear interpolation moves no value by more than the largest difference of
+    its inputs, so float noise alone leaves ``unexplained`` at 0: where a mask is flat near 0.5,
+    noise flips pixels and lowers the IoU of the thresholded masks, and this tells it from an
+    error.
+    """
+    from mrcnn.ops.boxes_np import denorm_boxes
+    from mrcnn.ops.resample_np import resize_threshold, sk_resize_linear
+
+    da, ma = predict_a(molded, metas)
+    db, mb = predict_b(molded, metas)
+    out = []
+    for i in np.nonzero(da[:, 4] > 0)[0]:
+        same = [j for j in np.nonzero(db[:, 4] == da[i, 4])[0]
+                if np.abs(db[j, :4] - da[i, :4]).max() <= 1e-4]
+        if not same:
+            continue  # found by one side only: for the detect()-level check
+        j = same[0]
+        gap = float(np.abs(ma[i] - mb[j]).max())
+        y1, x1, y2, x2 = (int(v) for v in denorm_boxes(da[i, :4], molded.shape[1:3]))
+        if y2 <= y1 or x2 <= x1:
+            continue
+        flips = (resize_threshold(ma[i], y2 - y1, x2 - x1, "ge_half")
+                 != resize_threshold(mb[j], y2 - y1, x2 - x1, "ge_half"))
+        near = np.abs(sk_resize_linear(ma[i], y2 - y1, x2 - x1) - 0.5) <= gap + 1e-6
+        out.append((gap, int(flips.sum()), int((flips & ~near).sum())))
+    return out
+
+
 def mask_agreement(masks1, masks2):
     """IoU of every pair of masks ([H, W, N1], [H, W, N2] -> [N1, N2]), where two empty masks
     agree fully (1.0; `compute_overlaps_masks` gives them 0): what tests comparing two inference

@@ -210,6 +210,9 @@ def test_coco_format_data_set(tmp_path, capsys):
     (["export", "--logs", "nologs", "--output", "x"], "--logs DIR"),
     (["export", "--logs", "nologs", "--output", "x", "--quantize", "float16"],
      "--quantize float16 applies to TFLite files only; add --tflite"),
+    # A .tflite output implies --tflite: past the --quantize check, to the missing run.
+    (["export", "--logs", "nologs", "--output", "x.tflite", "--quantize", "float16"],
+     "--logs DIR"),
 ])
 def test_errors_name_the_file_flag_and_fix(argv, expected, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -153,6 +153,14 @@ def test_unmolding_without_detections(tiny_inference_model):
     assert full.dtype == tf.bool
 
 
+def test_export_keeps_a_directory_that_is_not_a_saved_model(tiny_inference_model, tmp_path):
+    (tmp_path / "exported").mkdir()
+    (tmp_path / "exported" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="exported exists and is not a SavedModel"):
+        tiny_inference_model.export(str(tmp_path / "exported"))
+    assert (tmp_path / "exported" / "notes.txt").read_text() == "mine"
+
+
 def test_model_export_method(tiny_inference_model, tmp_path):
     """``MaskRCNN.export(path)`` writes the SavedModel of `export_saved_model`, with the class
     names of ``config.CLASS_NAMES`` when none are passed; it serves detect()'s detections."""
@@ -172,3 +180,7 @@ def test_model_export_method(tiny_inference_model, tmp_path):
     want = model.detect([image])[0]
     np.testing.assert_array_equal(served["class_ids"].numpy(), want["class_ids"])
     np.testing.assert_allclose(served["rois"].numpy(), want["rois"], atol=1)
+    # Exporting again replaces the SavedModel.
+    assert model.export(path, class_names=["BG", "a", "b", "c"]) == path
+    with open(os.path.join(path, "assets.extra", "mrcnn.json")) as f:
+        assert json.load(f)["class_names"] == ["BG", "a", "b", "c"]

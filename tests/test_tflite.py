@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import WITHOUT_MRCNN, OverfitInference, TinyConfig, mask_agreement
+from conftest import WITHOUT_MRCNN, OverfitInference, TinyConfig, mask_agreement, soft_mask_gaps
 from mrcnn import model as modellib
-from mrcnn.ops.boxes_np import compute_overlaps, denorm_boxes
-from mrcnn.ops.resample_np import resize_threshold, sk_resize_linear
+from mrcnn.ops.boxes_np import compute_overlaps
 
 # Measured on the overfit model (tests/conftest.py), square and pad64, three image sizes
 # (2026-12-03): every detection found again with the same class, boxes equal, scores within
@@ -24,7 +23,7 @@ BOX_PX, SCORE_TOL = 1, 1e-4
 # The soft masks (the mask head's [mh, mw] outputs) must agree within SOFT_TOL. Thresholded at
 # 0.5 they may still differ wherever a mask is flat near 0.5: one CI run saw IoU 0.982 on a
 # small mask of a weakly trained class. So the pixels that differ are checked to be those
-# that noise can flip (`_soft_mask_gaps`), and the IoU bound is the issue's bf16 one.
+# that noise can flip (`soft_mask_gaps`), and the IoU bound is the issue's bf16 one.
 SOFT_TOL, MASK_IOU = 1e-4, 0.95
 
 RUNNER = WITHOUT_MRCNN + textwrap.dedent("""
@@ -178,36 +177,6 @@ def _lone_explained(entry, a, b):
     return int((ious >= 0.5).sum()) >= 2  # itself and another
 
 
-def _soft_mask_gaps(model, detector, image):
-    """The raw outputs of both sides on one molded image, paired by class and box.
-
-    Returns one (gap, flips, unexplained) per pair: the largest difference between the two soft
-    masks; how many pixels differ once both are pasted into the box at molded size and
-    thresholded at 0.5; and how many of those have the TensorFlow side's interpolated value
-    farther than ``gap`` from 0.5. Linear interpolation moves no value by more than the largest
-    difference of its inputs, so float noise alone leaves ``unexplained`` at 0.
-    """
-    molded, metas, _ = model.mold_inputs([image])
-    da, ma = (x[0] for x in model._predict(molded, metas))
-    db, mb = detector.detect_molded(molded[0], metas[0])
-    out = []
-    for i in np.nonzero(da[:, 4] > 0)[0]:
-        same = [j for j in np.nonzero(db[:, 4] == da[i, 4])[0]
-                if np.abs(db[j, :4] - da[i, :4]).max() <= 1e-4]
-        if not same:
-            continue  # found by one side only: counted by the detect()-level check
-        j = same[0]
-        gap = float(np.abs(ma[i] - mb[j]).max())
-        y1, x1, y2, x2 = (int(v) for v in denorm_boxes(da[i, :4], molded.shape[1:3]))
-        if y2 <= y1 or x2 <= x1:
-            continue
-        flips = (resize_threshold(ma[i], y2 - y1, x2 - x1, "ge_half")
-                 != resize_threshold(mb[j], y2 - y1, x2 - x1, "ge_half"))
-        near = np.abs(sk_resize_linear(ma[i], y2 - y1, x2 - x1) - 0.5) <= gap + 1e-6
-        out.append((gap, int(flips.sum()), int((flips & ~near).sum())))
-    return out
-
-
 def _check_runs_without_mrcnn(path, model, image, tmp_path):
     """The raw file, in a fresh interpreter where ``import mrcnn`` fails, gives what
     TFLiteDetector.detect_molded gives, bit for bit."""
@@ -273,7 +242,10 @@ def test_tflite_detections_equal_detect(mode, overfit_run, tmp_path):
           "max score gap %.2e, min mask IoU %.4f"
           % (mode, len(measured), len(flipped), flipped, max(p[2] for p in measured),
              max(p[3] for p in measured), min(p[4] for p in measured)))
-    soft = [g for image in images for g in _soft_mask_gaps(model, detector, image)]
+    soft = [g for image in images
+            for g in soft_mask_gaps(lambda m, t: [x[0] for x in model._predict(m, t)],
+                                    lambda m, t: detector.detect_molded(m[0], t[0]),
+                                    *model.mold_inputs([image])[:2])]
     print("soft masks: %d pairs, max gap %.2e, %d pixels flipped, %d not explained by the gap"
           % (len(soft), max(g[0] for g in soft), sum(g[1] for g in soft),
              sum(g[2] for g in soft)))
@@ -348,10 +320,55 @@ def test_quantized_tflite_files_are_smaller_and_agree(overfit_run, tmp_path):
 
 
 def test_quantize_errors_name_the_setting(tiny_inference_model, tmp_path):
+    from mrcnn.export import TFLiteDetector
+
     with pytest.raises(ValueError, match="quantize must be one of float16, dynamic-int8"):
         tiny_inference_model.export(str(tmp_path / "m.tflite"), quantize="int4")
     with pytest.raises(ValueError, match="TFLite files only"):
         tiny_inference_model.export(str(tmp_path / "saved"), quantize="float16")
     with pytest.raises(ValueError, match="format must be"):
         tiny_inference_model.export(str(tmp_path / "m.onnx"), format="onnx")
+    with pytest.raises(ValueError, match="class_names holds 2 names for NUM_CLASSES = 4"):
+        tiny_inference_model.export(str(tmp_path / "m.tflite"), class_names=["BG", "a"])
     assert not os.listdir(tmp_path)
+    # format="tflite" whatever the file is called, class names from the argument.
+    path = str(tmp_path / "model.bin")
+    tiny_inference_model.export(path, class_names=["BG", "a", "b", "c"], format="tflite")
+    assert sorted(os.listdir(tmp_path)) == ["model.bin", "model.bin.json"]
+    assert TFLiteDetector(path).class_names == ["BG", "a", "b", "c"]
+
+
+def test_detection_agreement_counts_matches_and_extras():
+    """detection_agreement on hand-made results: a class, box or mask mismatch each unmatches
+    a detection, each of the other side's detections pairs once, and images without
+    detections (masks [H, W, 0]) count nothing."""
+    from mrcnn.export import detection_agreement
+
+    def result(boxes, class_ids):
+        masks = np.zeros((40, 40, len(boxes)), bool)
+        for k, (y1, x1, y2, x2) in enumerate(boxes):
+            masks[y1:y2, x1:x2, k] = True
+        return {"rois": np.array(boxes, np.int32).reshape(-1, 4),
+                "class_ids": np.array(class_ids, np.int32), "masks": masks}
+
+    a = result([(0, 0, 10, 10), (20, 20, 30, 30), (5, 20, 15, 30), (30, 0, 40, 10)],
+               [1, 2, 1, 1])
+    b = result([(1, 0, 11, 10),      # 1 px off: matched
+                (20, 20, 30, 30),    # other class: not matched
+                (5, 20, 15, 33),     # 3 px off: not matched
+                (0, 0, 10, 10)],     # a second copy of the first: extra
+               [1, 1, 1, 1])
+    empty = result([], [])
+    assert detection_agreement([a, empty], [b, empty]) == (1, 4, 3)
+    assert detection_agreement([a], [a]) == (4, 4, 0)
+    assert detection_agreement([empty], [a]) == (0, 0, 4)
+    assert detection_agreement([a], [empty]) == (0, 4, 0)
+    # 3 px wider: within box_px=3, and its mask IoU is 10 / 13.
+    assert detection_agreement([a], [b], box_px=3) == (1, 4, 3)
+    assert detection_agreement([a], [b], box_px=3, mask_iou=0.75) == (2, 4, 2)
+    # The mask counts too: the same box with half its mask gone has IoU 0.5.
+    half = result([(0, 0, 10, 10)], [1])
+    half["masks"][:, 5:] = False
+    assert detection_agreement([result([(0, 0, 10, 10)], [1])], [half]) == (0, 1, 1)
+    assert detection_agreement([result([(0, 0, 10, 10)], [1])], [half], mask_iou=0.5) \
+        == (1, 1, 0)

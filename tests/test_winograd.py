@@ -12,15 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference as ref
-from conftest import OverfitInference, assert_same_detections
+from conftest import OverfitInference, assert_same_detections, soft_mask_gaps
 from mrcnn import model as modellib
 from mrcnn.layers.conv import FoldableConv2D, fold_batch_norm
 from mrcnn.layers.norm import BatchNorm
 from mrcnn.layers.sparse_grad_conv import SparseGradConv2D
 from mrcnn.ops import portable, winograd
 
-# Float32 rounding through the transforms, relative to the largest output (module doc: about
-# 1e-5 at 256 channels; a wrong tap, sign or tile offset is off by order 1).
+# Float32 rounding through the transforms, relative to the largest output, or in `conv_error` to
+# the largest sum of |x| * |kernel| terms (module doc: about 1e-5 at 256 channels; a wrong tap,
+# sign or tile offset is off by order 1).
 TOLERANCE = 3e-5
 
 
@@ -420,7 +421,9 @@ def test_detections_with_winograd_agree_with_tensorflows_convolutions(overfit_ru
                                                                      xla):
     """The trained tiny model, detect() with WINOGRAD True (every 3x3 convolution, whatever
     its channels) against False, with and without XLA: the same objects, boxes within 1 px,
-    scores within 1e-4, masks IoU >= 0.98; and the graphs do (not) tile."""
+    scores within 1e-4, masks IoU >= 0.9, their soft masks within 1e-4 and every pixel that
+    differs once thresholded one that such a gap can flip (a CI run saw IoU 0.96 on a small,
+    flat mask); and the graphs do (not) tile."""
     class Direct(OverfitInference):
         WINOGRAD = False
         XLA = xla
@@ -436,8 +439,13 @@ def test_detections_with_winograd_agree_with_tensorflows_convolutions(overfit_ru
         model.load_weights(overfit_run.weights, by_name=True)
         models.append(model)
     matched = assert_same_detections(*[m.detect(images) for m in models], box_pixels=1,
-                                     score_atol=1e-4, min_mask_iou=0.98)
+                                     score_atol=1e-4, min_mask_iou=0.9)
     assert matched >= 4
+    soft = [g for image in images
+            for g in soft_mask_gaps(*[lambda x, t, m=m: [o[0] for o in m._predict(x, t)]
+                                      for m in models], *models[0].mold_inputs([image])[:2])]
+    assert len(soft) >= matched and max(g[0] for g in soft) <= 1e-4, soft
+    assert sum(g[2] for g in soft) == 0, soft
     graphs = [m._predict_fn.get_concrete_function(
         tf.TensorSpec([1] + list(m.config.IMAGE_SHAPE), tf.float32),
         tf.TensorSpec([1, m.config.IMAGE_META_SIZE], tf.float32)).graph for m in models]

@@ -54,6 +54,20 @@ def test_make_config_presets_and_errors():
     assert run_name("My Data-Set 2") == "my_data_set_2" and run_name("!!") == "mrcnn"
 
 
+def test_make_config_class_names():
+    """The data set's classes give CLASS_NAMES (what exports write); --set NUM_CLASSES (COCO's
+    81 heads, say) drops them, and --set CLASS_NAMES is refused, naming where it came from."""
+    config = workflow.make_config("tiny", class_names=["cat", "dog"])
+    assert config.CLASS_NAMES == ("BG", "cat", "dog") and config.NUM_CLASSES == 3
+    coco_heads = workflow.make_config("tiny", {"NUM_CLASSES": 81}, ["cat", "dog"])
+    assert coco_heads.NUM_CLASSES == 81 and coco_heads.CLASS_NAMES is None
+    with pytest.raises(WorkflowError, match="CLASS_NAMES comes from the data set's classes"):
+        workflow.make_config("tiny", {"CLASS_NAMES": ["BG", "x", "y"]}, ["cat", "dog"])
+    # Not an override a run records: settings.json keeps the classes on their own.
+    from mrcnn.workflow.presets import config_overrides
+    assert "CLASS_NAMES" not in config_overrides(config)
+
+
 def test_via_train_val_share_class_ids(facemask_dir):
     train, val, names = workflow.load_train_val(facemask_dir, class_attribute="mask_type")
     assert names == sorted(names) and set(names) <= {"N95", "cloth", "surgical"}

@@ -2,19 +2,9 @@
 
 import numpy as np
 
-__all__ = ["mask_ious", "detection_agreement"]
+from mrcnn.ops.boxes_np import compute_overlaps_masks
 
-
-def mask_ious(a, b):
-    """IoU of every mask of ``a`` (bool [H, W, n]) with every mask of ``b`` (bool [H, W, m]).
-
-    Returns float32 [n, m]; two empty masks have IoU 1.
-    """
-    a = a.reshape(-1, a.shape[-1]).astype(np.float32)
-    b = b.reshape(-1, b.shape[-1]).astype(np.float32)
-    inter = a.T @ b
-    union = a.sum(0)[:, None] + b.sum(0)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1), 1.0).astype(np.float32)
+__all__ = ["detection_agreement"]
 
 
 def detection_agreement(expected, got, box_px=2, mask_iou=0.9):
@@ -28,7 +18,7 @@ def detection_agreement(expected, got, box_px=2, mask_iou=0.9):
     """
     matched = total = extra = 0
     for a, b in zip(expected, got, strict=True):
-        ious = mask_ious(a["masks"], b["masks"])
+        ious = compute_overlaps_masks(a["masks"], b["masks"])
         taken = set()
         for i in range(len(a["rois"])):
             candidates = [j for j in range(len(b["rois"])) if j not in taken

@@ -23,12 +23,13 @@ def check_exportable(model):
 def export_class_names(config, class_names):
     """NUM_CLASSES names as strings, background first (default: ``config.CLASS_NAMES``, else
     ``BG, class_1, ...``)."""
-    if class_names is None:
-        class_names = getattr(config, "CLASS_NAMES", None)
+    source = "class_names"
+    if class_names is None and getattr(config, "CLASS_NAMES", None) is not None:
+        class_names, source = config.CLASS_NAMES, "config.CLASS_NAMES"
     if class_names is None:
         class_names = ["BG"] + ["class_%d" % i for i in range(1, config.NUM_CLASSES)]
     class_names = [str(c) for c in class_names]
     if len(class_names) != config.NUM_CLASSES:
-        raise ValueError("export: %d class names given for NUM_CLASSES = %d (the list starts "
-                         "with the background, 'BG')" % (len(class_names), config.NUM_CLASSES))
+        raise ValueError("export: %s holds %d names for NUM_CLASSES = %d (one per class, the "
+                         "background 'BG' first)" % (source, len(class_names), config.NUM_CLASSES))
     return class_names

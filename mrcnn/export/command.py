@@ -54,7 +54,8 @@ def add_arguments(parser):
                              "(default: best)")
     parser.add_argument("--logs", default="logs", help="where training runs are (default: logs)")
     parser.add_argument("--output", required=True,
-                        help="SavedModel directory to write (with --tflite: the .tflite file)")
+                        help="SavedModel directory to write, or the .tflite file (a name "
+                             "ending in .tflite implies --tflite)")
     parser.add_argument("--tflite", action="store_true",
                         help="write a TFLite file (builtin ops only) and its .json instead of a "
                              "SavedModel; run it with mrcnn.export.TFLiteDetector")
@@ -70,6 +71,8 @@ def add_arguments(parser):
 
 def run(args):
     """Carry out parsed export arguments; prints where the model went."""
+    # As MaskRCNN.export does: a .tflite output is a TFLite file, not a directory of that name.
+    args.tflite = args.tflite or args.output.lower().endswith(".tflite")
     output, seconds = export_trained(args.weights, args.logs, args.output, args.min_confidence,
                                      tflite=args.tflite, quantize=args.quantize)
     if args.tflite:

@@ -159,10 +159,17 @@ def serving_function(model):
 def export_saved_model(model, path, class_names=None):
     """Write ``model`` (an inference ``MaskRCNN``) as a SavedModel directory at ``path``.
 
-    class_names: NUM_CLASSES names, background first (default ``BG, class_1, ...``).
+    class_names: NUM_CLASSES names, background first (default: ``config.CLASS_NAMES``, else
+    ``BG, class_1, ...``).
     Returns ``path``. The directory is written beside the target and moved into place, so an
-    interrupted export never leaves a half-written model under ``path``.
+    interrupted export never leaves a half-written model under ``path``; a SavedModel already
+    there is replaced, anything else at ``path`` raises FileExistsError.
     """
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        # Replacing a SavedModel is what re-exporting does; anything else there is the user's.
+        raise FileExistsError("export: %s exists and is not a SavedModel; choose another path "
+                              "or remove it" % path)
     class_names = export_class_names(model.config, class_names)
     config_json = json.dumps(jsonable(model.config.to_dict()), default=str, sort_keys=True)
     module = tf.Module()
@@ -171,7 +178,6 @@ def export_saved_model(model, path, class_names=None):
     module.metadata = tf.function(
         lambda: {"class_names": tf.constant(class_names), "config": tf.constant(config_json)},
         input_signature=[])
-    path = os.fspath(path)
     tmp = path.rstrip("/\\") + ".tmp-export"
     if os.path.exists(tmp):
         import shutil

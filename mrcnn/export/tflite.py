@@ -97,15 +97,16 @@ def check_quantize(quantize):
     if quantize in (None, "float32", "none"):
         return None
     if quantize not in QUANTIZATIONS:
-        raise ValueError("export --tflite: quantize must be one of %s (or None for float32), "
-                         "got %r" % (", ".join(QUANTIZATIONS), quantize))
+        raise ValueError("export: quantize must be one of %s (or None for float32), got %r"
+                         % (", ".join(QUANTIZATIONS), quantize))
     return quantize
 
 
 def export_tflite(model, path, class_names=None, quantize=None):
     """Convert ``model`` (an inference ``MaskRCNN``, float32) to a TFLite file at ``path``.
 
-    class_names: NUM_CLASSES names, background first (default ``BG, class_1, ...``).
+    class_names: NUM_CLASSES names, background first (default: ``config.CLASS_NAMES``, else
+    ``BG, class_1, ...``).
     quantize: None (float32 weights), ``"float16"`` or ``"dynamic-int8"`` (see the module
     docstring); the file's inputs and outputs are float32 in every case.
     Writes ``path`` and ``<path>.json`` (class names and config), each to a temporary name first

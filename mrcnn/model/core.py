@@ -494,8 +494,9 @@ class MaskRCNN:
         class_names: NUM_CLASSES names, ``BG`` first; default ``config.CLASS_NAMES`` (set by
         the ``mrcnn`` command), else ``BG, class_1, ...``.
         format: ``"tf_saved_model"`` (`mrcnn.export.export_saved_model`: raw uint8 images in,
-        molding and unmolding in the graph) or ``"tflite"`` (`mrcnn.export.export_tflite`);
-        default ``"tflite"`` when ``path`` ends in ``.tflite``, else ``"tf_saved_model"``.
+        molding and unmolding in the graph; alias ``"saved_model"``) or ``"tflite"``
+        (`mrcnn.export.export_tflite`; alias ``"litert"``, TFLite's new name); default
+        ``"tflite"`` when ``path`` ends in ``.tflite``, else ``"tf_saved_model"``.
         quantize: TFLite only: None (float32), ``"float16"`` or ``"dynamic-int8"``.
         Returns ``path``. Keras' own ``Model.export`` would export the bare network, without
         Matterport's pre- and post-processing; this one serves what ``detect()`` returns.
@@ -509,7 +510,7 @@ class MaskRCNN:
         if format not in ("tf_saved_model", "saved_model"):
             raise ValueError("export: format must be 'tf_saved_model' or 'tflite', got %r"
                              % (format,))
-        if quantize is not None:
+        if quantize not in (None, "float32"):
             raise ValueError("export: quantize=%r applies to TFLite files only (format='tflite' "
                              "or a path ending in .tflite)" % (quantize,))
         from mrcnn.export.saved_model import export_saved_model

@@ -101,6 +101,14 @@ def make_config(preset="standard", overrides=None, class_names=None, inference=F
     config = base(class_names, name)
     settings = dict(PRESETS[preset])
     settings.update(overrides or {})
+    if "CLASS_NAMES" in settings:
+        raise WorkflowError("CLASS_NAMES comes from the data set's classes (--classes), not from "
+                            "--set or the \"config\" section of the settings file; remove it "
+                            "there")
+    if "NUM_CLASSES" in settings:
+        # Heads of another size than the data set's classes (COCO's 81, say): the names no
+        # longer describe them.
+        config.CLASS_NAMES = None
     for key, value in settings.items():
         if not key.isupper() or not hasattr(config, key):
             raise WorkflowError(f"unknown configuration setting {key!r} (check the \"config\" "
