@@ -1,7 +1,8 @@
-"""Every code block of README.md runs, as written, with small settings.
+"""Every code block of README.md and of the guides it links (`DOCUMENTS`) runs, as written,
+with small settings.
 
-The README's fenced blocks are extracted and run in order in one temporary working directory
-(later blocks use what earlier ones wrote: the demo's run, the exported model):
+The fenced blocks are extracted and run in order, README.md's first, in one temporary working
+directory (later blocks use what earlier ones wrote: the demo's run, the exported model):
 
 * ``python`` blocks are executed with ``exec``;
 * ``bash`` blocks are split into command lines (backslash continuations joined, ``#`` comments
@@ -37,6 +38,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
+#: The pages whose blocks run, in this order: the README, then the guides it links for the
+#: details it leaves out (docs/cpu-speed.md has no block).
+DOCUMENTS = ["README.md", "docs/deployment.md", "docs/training.md"]
 
 #: Bash command lines that are not run: (regular expression, reason).
 SKIPPED_COMMANDS = [
@@ -106,33 +110,41 @@ def skip_reason(command):
     for pattern, reason in SKIPPED_COMMANDS:
         if re.match(pattern, command):
             return reason
-    raise AssertionError(f"README bash line {command!r} is neither an `mrcnn` command nor "
+    raise AssertionError(f"bash line {command!r} (README.md or a guide) is neither an `mrcnn` "
+                         f"command nor "
                          f"covered by SKIPPED_COMMANDS in {__file__}: run it or add a rule "
                          f"with the reason")
 
 
-BLOCKS = read_blocks()
+#: ``(language, text, "document:line")`` of every block of `DOCUMENTS`, in running order.
+BLOCKS = [(language, text, f"{document}:{line}")
+          for document in DOCUMENTS
+          for language, text, line in read_blocks(os.path.join(ROOT, document))]
 
 
 def _block_id(index):
-    language, _, line = BLOCKS[index]
-    return f"{language or 'layout'}-line{line}"
+    language, _, where = BLOCKS[index]
+    document, line = where.split(":")
+    page = "" if document == "README.md" else os.path.splitext(os.path.basename(document))[0] + "-"
+    return f"{page}{language or 'layout'}-line{line}"
 
 
 def test_readme_blocks_are_known_kinds():
-    assert BLOCKS, "no code block found in README.md"
-    for language, text, line in BLOCKS:
+    for document in DOCUMENTS:
+        assert any(where.startswith(document + ":") for _, _, where in BLOCKS), \
+            f"no code block found in {document}"
+    for language, text, where in BLOCKS:
         assert language in ("python", "bash", "json", ""), \
-            f"README.md line {line}: a ```{language} block; test_readme.py runs python, bash " \
+            f"{where}: a ```{language} block; test_readme.py runs python, bash " \
             f"and json blocks (untagged blocks are directory layouts)"
         if language == "bash":
-            assert bash_commands(text), f"README.md line {line}: an empty bash block"
+            assert bash_commands(text), f"{where}: an empty bash block"
             for command in bash_commands(text):
                 skip_reason(command)  # raises for a line no rule covers
         elif language == "":
             for row in text.splitlines():
                 assert not re.match(r"\s*(\$ |mrcnn |python |pip )", row), \
-                    f"README.md line {line}: a command in an untagged block; tag it ```bash"
+                    f"{where}: a command in an untagged block; tag it ```bash"
 
 
 def test_skip_rules_are_all_used():
@@ -179,7 +191,7 @@ def _write_coco_standin(path, logs):
 
 def _run_python(text, results):
     namespace = {"__name__": "__readme__"}
-    exec(compile(text, "README.md", "exec"), namespace)
+    exec(compile(text, "README.md or a guide", "exec"), namespace)
     results["namespaces"].append(namespace)
 
 
@@ -318,7 +330,7 @@ def test_block(readme_run, index):
         for start, error, fix in KNOWN_BUGS:
             if text.startswith(start) and error in str(status):
                 pytest.xfail(f"known bug: {fix}")
-        raise AssertionError(f"README.md block at line {line} ({language}) failed: "
+        raise AssertionError(f"the block at {line} ({language}) failed: "
                              f"{type(status).__name__}: {status}") from status
     if language == "bash" and status == "skipped":
         # Only blocks whose every line has a skip rule may go unrun.
