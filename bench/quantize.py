@@ -22,7 +22,6 @@ matches only part of them).
 """
 
 import argparse
-import glob
 import os
 import sys
 import tempfile
@@ -34,12 +33,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import detect_image, inference_configs, machine  # noqa: E402
 
 def load_images(folder, limit):
-    import skimage.io
-    files = sorted(f for f in glob.glob(os.path.join(folder, "*"))
-                   if f.lower().endswith((".jpg", ".jpeg", ".png")))[:limit]
-    if not files:
-        raise SystemExit("no .jpg/.png images in %s" % folder)
-    return [skimage.io.imread(f)[..., :3] for f in files]
+    """The first ``limit`` images of ``folder`` as RGB uint8, read as ``mrcnn detect`` reads
+    them."""
+    from mrcnn.dataset import read_image
+    from mrcnn.workflow.detect_files import list_images
+    return [read_image(path) for path in list_images(folder)[0][:limit]]
 
 
 def per_image_seconds(detector, images, repeats):

@@ -38,17 +38,14 @@ def export_trained(weights="best", logs="logs", output="exported", min_confidenc
     model, class_names, _, _ = inference_model(weights, logs, overrides=overrides,
                                                min_confidence=min_confidence)
     start = time.perf_counter()
-    if tflite:
-        from mrcnn.export.tflite import export_tflite
-        export_tflite(model, output, class_names, quantize=quantize)
-    else:
-        from mrcnn.export.saved_model import export_saved_model
-        export_saved_model(model, output, class_names)
+    model.export(output, class_names, format="tflite" if tflite else "tf_saved_model",
+                 quantize=quantize)
     return output, time.perf_counter() - start
 
 
 def add_arguments(parser):
     """The export options, shared by ``mrcnn export`` and ``python -m mrcnn.export``."""
+    from mrcnn.export.tflite import QUANTIZATIONS
     parser.add_argument("--weights", default="best",
                         help="a .h5 file, or best / last of the latest run in --logs "
                              "(default: best)")
@@ -59,7 +56,7 @@ def add_arguments(parser):
     parser.add_argument("--tflite", action="store_true",
                         help="write a TFLite file (builtin ops only) and its .json instead of a "
                              "SavedModel; run it with mrcnn.export.TFLiteDetector")
-    parser.add_argument("--quantize", choices=["float16", "dynamic-int8"],
+    parser.add_argument("--quantize", choices=QUANTIZATIONS,
                         help="with --tflite: store the weights as float16 (half the file) or "
                              "int8 with dynamic-range quantization (about a quarter); default "
                              "float32")
